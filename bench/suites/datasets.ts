@@ -1,0 +1,240 @@
+/**
+ * Dataset benchmarks.
+ *   dataset.read                 local reads/s from a replica vs a plain Map.get loop (same keys, same run)
+ *   dataset.<backend>.converge-10  a write until all 10 replica PROCESSES applied it: p50/p99 convergence
+ *                                latency over 200 writes at a fixed offered rate after 20 warm-up writes;
+ *                                msgs/s = writes/s achieved. Baseline: the same change pushed through a
+ *                                plain broadcast to the same 10 processes (Redis PUBLISH, PostgreSQL NOTIFY,
+ *                                SQLite: every process polls one row at the store's poll interval).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { openDataset } from '../../src/datasets/index.js';
+import { sqliteDatasetStore } from '../../src/sqlite/dataset-store.js';
+import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/datasets/fixtures/bench-child.js';
+import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
+import { reachable, serviceUrls } from '../../test/support/services.js';
+import { wallNow } from '../load.js';
+import { percentile } from '../stats.js';
+import type { BenchResult, BenchSuite } from '../types.js';
+
+const CHILD = fileURLToPath(new URL('../../test/datasets/fixtures/bench-child.ts', import.meta.url));
+const REPLICAS = 10;
+const WARMUP = 20;
+const WRITES = 200;
+const RATE = 100; // offered writes per second
+const SQLITE_POLL_MS = 20;
+const urls = { postgres: serviceUrls.postgres, redis: serviceUrls.redis };
+const now = wallNow;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function benchRead(log: (l: string) => void): Promise<BenchResult> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-ds-'));
+  const store = sqliteDatasetStore({ path: path.join(dir, 'read.db') });
+  const ds = await openDataset<number>('bench-read', { store });
+  const keys = Array.from({ length: 1000 }, (_, i) => `sku-${i}`);
+  await ds.batch(keys.map((key, i) => ({ key, value: i })));
+  const map = new Map(keys.map((k, i) => [k, i]));
+  // Lookup keys are separate string objects, as keys from requests would be, for both maps.
+  const lookups = Array.from({ length: 1000 }, (_, i) => ['sku', String(i)].join('-'));
+  const N = 5_000_000;
+  const loop = (get: (k: string) => number | undefined) => {
+    let sum = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) sum += get(lookups[i % 1000]!) ?? 0;
+    return { perSec: N / ((performance.now() - t0) / 1000), sum };
+  };
+  // Alternate the two and keep each one's best of three: the machine may be busy.
+  let base = { perSec: 0, sum: 0 };
+  let mine = { perSec: 0, sum: 0 };
+  for (let round = 0; round < 3; round++) {
+    const b = loop((k) => map.get(k));
+    const m = loop((k) => ds.get(k));
+    if (b.perSec > base.perSec) base = b;
+    if (m.perSec > mine.perSec) mine = m;
+  }
+  if (base.sum !== mine.sum) throw new Error('dataset.read: the dataset and the Map disagree');
+  log(`dataset.read: ${mine.perSec.toFixed(0)} reads/s vs Map.get ${base.perSec.toFixed(0)}/s`);
+  await ds.close();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    name: 'dataset.read', transport: 'sqlite', messages: N, msgsPerSec: mine.perSec, p50Ms: null, p99Ms: null,
+    baseline: 'Map.get loop over the same 1000 entries (best of 3, alternating)', baselineMsgsPerSec: base.perSec, ratio: mine.perSec / base.perSec,
+    settings: { keys: 1000, onStale: 'serve' },
+  };
+}
+
+interface Converge {
+  latencies: number[];
+  perSec: number;
+}
+
+/**
+ * Issues writes at RATE, each marked at `now()`, and waits until every replica reported it or a
+ * later id (a polling baseline skips values it never saw; the latest value subsumes them).
+ */
+async function drive(
+  children: ChildProcess[],
+  pick: (m: BenchChildMessage) => number | undefined,
+  write: (i: number) => Promise<number>,
+): Promise<Converge> {
+  const received = children.map(() => [] as { id: number; at: number }[]);
+  const maxSeen = children.map(() => -Infinity);
+  const listeners = children.map((child, index) => {
+    const listener = (raw: unknown) => {
+      const m = raw as BenchChildMessage;
+      const id = pick(m);
+      if (id === undefined || m.type === 'ready') return;
+      received[index]!.push({ id, at: m.at });
+      maxSeen[index] = Math.max(maxSeen[index]!, id);
+    };
+    child.on('message', listener);
+    return listener;
+  });
+  const waitAll = async (id: number) => {
+    const deadline = Date.now() + 10_000;
+    while (Math.min(...maxSeen) < id) {
+      if (Date.now() > deadline) throw new Error(`write ${id} did not reach all ${children.length} replicas in 10 s`);
+      await sleep(1);
+    }
+  };
+  for (let i = 0; i < WARMUP; i++) await waitAll(await write(i));
+  const started = new Map<number, number>();
+  const t0 = now();
+  for (let i = 0; i < WRITES; i++) {
+    const due = t0 + (i * 1000) / RATE;
+    const wait = due - now();
+    if (wait > 0) await sleep(wait);
+    const at = now();
+    started.set(await write(WARMUP + i), at);
+  }
+  const elapsed = (now() - t0) / 1000;
+  await waitAll(Math.max(...started.keys()));
+  children.forEach((child, index) => child.off('message', listeners[index]!));
+  const latencies = [...started].map(([id, at]) => {
+    const reached = received.map((list) => list.find((r) => r.id >= id)?.at ?? Infinity);
+    return Math.max(...reached) - at;
+  });
+  return { latencies: latencies.sort((a, b) => a - b), perSec: WRITES / elapsed };
+}
+
+async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: string) => void): Promise<BenchResult | undefined> {
+  if (backend !== 'sqlite' && !(await reachable(urls[backend]))) {
+    log(`dataset.${backend}.converge-10: skipped: ${backend} is not reachable at ${new URL(urls[backend]).host}`);
+    return undefined;
+  }
+  const tag = `${process.pid}_${Date.now().toString(36)}`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-ds-'));
+  const channel = `sy_bench_broadcast_${tag}`;
+  let spec: StoreSpec;
+  let broadcast: Broadcast;
+  let publish: (n: number) => Promise<void>;
+  const closers: (() => Promise<unknown> | void)[] = [];
+  if (backend === 'sqlite') {
+    spec = { backend: 'sqlite', path: path.join(dir, 'datasets.db') };
+    const file = path.join(dir, 'broadcast.db');
+    const db = new Database(file);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.exec('CREATE TABLE bench_broadcast (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT INTO bench_broadcast VALUES (1, -1)');
+    const update = db.prepare('UPDATE bench_broadcast SET n = ? WHERE id = 1');
+    publish = async (n) => void update.run(n);
+    broadcast = { kind: 'sqlite', path: file, pollMs: SQLITE_POLL_MS };
+    closers.push(() => void db.close());
+  } else if (backend === 'postgres') {
+    spec = { backend: 'postgres', url: urls.postgres, schema: `sy_bench_${tag}` };
+    const client = new pg.Client({ connectionString: urls.postgres });
+    await client.connect();
+    publish = async (n) => void (await client.query('SELECT pg_notify($1, $2)', [channel, String(n)]));
+    broadcast = { kind: 'postgres', url: urls.postgres, channel };
+    closers.push(async () => {
+      await client.query(`DROP SCHEMA IF EXISTS "sy_bench_${tag}" CASCADE`);
+      await client.end();
+    });
+  } else {
+    spec = { backend: 'redis', url: urls.redis, prefix: `sy-bench-${tag}` };
+    const client = new Redis(urls.redis);
+    publish = async (n) => void (await client.publish(channel, String(n)));
+    broadcast = { kind: 'redis', url: urls.redis, channel };
+    closers.push(async () => {
+      const found = await client.keys(`sy-bench-${tag}:*`);
+      if (found.length > 0) await client.del(...found);
+      await client.quit();
+    });
+  }
+  const dataset = `bench-converge-${tag}`.replace(/_/g, '-');
+  const store = openStore(spec);
+  const writer = await openDataset<number>(dataset, { store });
+  const children: ChildProcess[] = [];
+  try {
+    const t = Date.now();
+    await Promise.all(
+      Array.from({ length: REPLICAS }, (_, i) => {
+        const config: BenchChildConfig = { store: spec, dataset, instance: `bench-${i}`, broadcast };
+        const child = fork(CHILD, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        children.push(child);
+        return new Promise<void>((resolve, reject) => {
+          child.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
+          child.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
+        });
+      }),
+    );
+    log(`dataset.${backend}.converge-10: ${REPLICAS} replica processes up in ${Date.now() - t} ms`);
+    const mine = await drive(children, (m) => (m.type === 'applied' ? m.version : undefined), (i) => writer.set('price', i));
+    const base = await drive(children, (m) => (m.type === 'broadcast' ? m.n : undefined), async (i) => {
+      await publish(i);
+      return i;
+    });
+    const [p50, p99, b50, b99] = [percentile(mine.latencies, 0.5), percentile(mine.latencies, 0.99), percentile(base.latencies, 0.5), percentile(base.latencies, 0.99)];
+    log(`dataset.${backend}.converge-10: p50 ${p50?.toFixed(2)} ms p99 ${p99?.toFixed(2)} ms; broadcast p50 ${b50?.toFixed(2)} ms p99 ${b99?.toFixed(2)} ms`);
+    const baseline = {
+      sqlite: `every process polls one row every ${SQLITE_POLL_MS} ms (no log, no resume, no membership)`,
+      postgres: 'pg_notify to 10 LISTEN connections (lossy; no log, no resume)',
+      redis: 'Redis PUBLISH to 10 subscribers (lossy; no log, no resume)',
+    }[backend];
+    return {
+      name: `dataset.${backend}.converge-10`, transport: backend, messages: WRITES, msgsPerSec: mine.perSec, p50Ms: p50, p99Ms: p99,
+      baseline: `${baseline}; its p50/p99 in settings`, baselineMsgsPerSec: base.perSec, ratio: mine.perSec / base.perSec,
+      settings: {
+        replicas: REPLICAS, offeredWritesPerSec: RATE, warmup: WARMUP,
+        baselineP50Ms: Number(b50?.toFixed(3) ?? -1), baselineP99Ms: Number(b99?.toFixed(3) ?? -1),
+        ...(backend === 'sqlite' ? { synchronous: 'FULL', pollMs: SQLITE_POLL_MS } : {}),
+      },
+    };
+  } finally {
+    for (const c of children) {
+      c.removeAllListeners('exit');
+      if (c.connected) c.disconnect();
+    }
+    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    await writer.close();
+    await store.close();
+    for (const close of closers) await close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const suite: BenchSuite = {
+  names: ['dataset.read', 'dataset.sqlite.converge-10', 'dataset.postgres.converge-10', 'dataset.redis.converge-10'],
+  async run({ only, log }) {
+    const results: BenchResult[] = [];
+    if (only('dataset.read')) results.push(await benchRead(log));
+    for (const backend of ['sqlite', 'postgres', 'redis'] as const) {
+      if (!only(`dataset.${backend}.converge-10`)) continue;
+      const r = await benchConverge(backend, log).catch((error: unknown) => {
+        log(`dataset.${backend}.converge-10: failed: ${String(error)}`);
+        return undefined;
+      });
+      if (r) results.push(r);
+    }
+    return results;
+  },
+};
+export default suite;

@@ -1,0 +1,120 @@
+/**
+ * Building a transport from CLI flags or environment variables, for commands that operate on
+ * queues (`switchyard errors ...`). Each store is one `StoreConnector` in `connectors`: its flag,
+ * its environment variable and how to open it; adding a store (e.g. `--rabbitmq <url>`) is
+ * adding one entry. Exactly one store must be chosen; a flag wins over the environment. The
+ * command says which store it used (on stderr, so `--json` output stays clean).
+ */
+import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { Transport } from '../core/transport.js';
+
+export interface StoreConnector {
+  /** Commander option property, e.g. `sqlite` for `--sqlite <path>`. */
+  readonly key: string;
+  readonly flag: string;
+  readonly env: string;
+  readonly description: string;
+  /** What the user sees: the store kind and where it is, without secrets. */
+  describe(value: string): string;
+  /** Opens the transport; fails with a coded error naming the flag when it cannot. */
+  open(value: string): Promise<Transport>;
+}
+
+const sqliteConnector: StoreConnector = {
+  key: 'sqlite',
+  flag: '--sqlite <path>',
+  env: 'SWITCHYARD_SQLITE_PATH',
+  description: 'the SQLite database file the endpoints use',
+  describe: (value) => `sqlite ${path.resolve(value)}`,
+  async open(value) {
+    const file = path.resolve(value);
+    // Opening a missing file would create an empty database and report an empty error queue.
+    if (!existsSync(file) || !statSync(file).isFile()) {
+      throw new SwitchyardError(ErrorCodes.CONFIG, `There is no SQLite database at ${file}.`, {
+        fix: 'Pass the file your endpoints use with --sqlite <path> or SWITCHYARD_SQLITE_PATH.',
+      });
+    }
+    const { sqliteTransport } = await import('../sqlite/index.js');
+    const transport = sqliteTransport({ path: file });
+    await transport.open();
+    return transport;
+  },
+};
+
+const rabbitmqConnector: StoreConnector = {
+  key: 'rabbitmq',
+  flag: '--rabbitmq <url>',
+  // Not SWITCHYARD_RABBITMQ_URL: test runs export that for the broker, and the CLI must not pick it up by accident.
+  env: 'SWITCHYARD_CLI_RABBITMQ_URL',
+  description: 'the RabbitMQ broker the endpoints use (amqp://user:password@host:5672/vhost)',
+  describe: (value) => `rabbitmq ${value.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')}`,
+  async open(value) {
+    const { rabbitmqTransport } = await import('../rabbitmq/index.js');
+    // Operator commands never declare topology: a typo in a queue name must not create a queue.
+    const transport = rabbitmqTransport({ url: value, createTopology: false, logger: { info: () => undefined, warn: (l) => console.error(l), error: (l) => console.error(l) } });
+    await transport.open();
+    return transport;
+  },
+};
+
+/** The stores the CLI can connect to, in the order they are listed in help. */
+export const connectors: StoreConnector[] = [sqliteConnector, rabbitmqConnector];
+
+/** Adds every store's flag to a command. */
+export function addStoreOptions(command: Command): Command {
+  for (const c of connectors) command.option(c.flag, `${c.description} (env ${c.env})`);
+  return command;
+}
+
+export interface Connection {
+  readonly transport: Transport;
+  /** E.g. `sqlite /srv/app/switchyard.db (from --sqlite)`. */
+  readonly store: string;
+  close(): Promise<void>;
+}
+
+interface Choice {
+  connector: StoreConnector;
+  value: string;
+  source: string;
+}
+
+function choose(flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv): Choice {
+  const fromFlags = connectors.flatMap((connector) => {
+    const value = flags[connector.key];
+    return typeof value === 'string' && value.length > 0 ? [{ connector, value, source: `--${connector.key}` }] : [];
+  });
+  const fromEnv = connectors.flatMap((connector) => {
+    const value = env[connector.env];
+    return value ? [{ connector, value, source: connector.env }] : [];
+  });
+  const chosen = fromFlags.length > 0 ? fromFlags : fromEnv;
+  const flagsHelp = connectors.map((c) => `${c.flag} or ${c.env}`).join('; ');
+  if (chosen.length === 0) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, 'No store given: the command does not know which queues to look at.', {
+      fix: `Pass one of: ${flagsHelp}.`,
+    });
+  }
+  if (chosen.length > 1) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `Several stores given (${chosen.map((c) => c.source).join(', ')}); the command needs exactly one.`, {
+      fix: 'Pass one store flag; a flag overrides the environment variables.',
+    });
+  }
+  return chosen[0]!;
+}
+
+/** Opens the store chosen by `flags` (or, without a store flag, by `env`) and says which it is. */
+export async function connect(
+  flags: Readonly<Record<string, unknown>>,
+  env: NodeJS.ProcessEnv = process.env,
+  announce: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+): Promise<Connection> {
+  const { connector, value, source } = choose(flags, env);
+  const store = `${connector.describe(value)} (from ${source})`;
+  announce(`switchyard: using ${store}`);
+  const transport = await connector.open(value);
+  return { transport, store, close: () => transport.close() };
+}

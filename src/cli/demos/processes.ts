@@ -1,0 +1,73 @@
+/**
+ * Demo processes: each role runs as `switchyard demo-role <scenario> <role> ...` and reports to
+ * the parent with one JSON object per stdout line.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export type Report = Record<string, unknown>;
+
+export interface RoleProcess {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** Resolves with the first report matching `predicate`. */
+  waitFor(predicate: (report: Report) => boolean): Promise<Report>;
+  onReport(listener: (report: Report) => void): void;
+  /** Graceful stop (SIGTERM), resolved when the process exits. */
+  stop(): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+// Run from source (tests load this file through tsx): start the TypeScript entry through tsx too.
+const fromSource = import.meta.url.endsWith('.ts');
+const mainScript = fileURLToPath(new URL(fromSource ? '../main.ts' : '../main.js', import.meta.url));
+const nodeArgs = fromSource ? ['--import', 'tsx', mainScript] : [mainScript];
+
+export function demoFolder(): string {
+  return mkdtempSync(path.join(tmpdir(), 'switchyard-demo-'));
+}
+
+export function spawnRole(scenario: string, role: string, args: string[], name = role): RoleProcess {
+  const child = spawn(process.execPath, [...nodeArgs, 'demo-role', scenario, role, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const listeners = new Set<(report: Report) => void>();
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    let report: Report;
+    try {
+      report = JSON.parse(line) as Report;
+    } catch {
+      process.stderr.write(`[${name}] ${line}\n`);
+      return;
+    }
+    for (const listener of [...listeners]) listener(report);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    name,
+    child,
+    exited,
+    onReport: (listener) => void listeners.add(listener),
+    waitFor: (predicate) =>
+      new Promise((resolve, reject) => {
+        const listener = (report: Report) => {
+          if (!predicate(report)) return;
+          listeners.delete(listener);
+          resolve(report);
+        };
+        listeners.add(listener);
+        void exited.then((code) => reject(new Error(`${name} exited (code ${code}) before reporting what the demo waited for`)));
+      }),
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Used by roles: one JSON line to the parent. */
+export function report(value: Report): void {
+  process.stdout.write(JSON.stringify(value) + '\n');
+}

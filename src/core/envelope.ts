@@ -1,0 +1,156 @@
+/**
+ * Turning bodies into transport messages and back. Everything read here came off the wire and
+ * is untrusted: sizes are checked before parsing, type names only select registered
+ * definitions, and prototype-poisoning keys are dropped.
+ */
+import { ErrorCodes, SwitchyardError } from './errors.js';
+import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
+import { uuidv7, newTraceParent } from './ids.js';
+import type { Address, InstanceIdentity } from './identity.js';
+import type { MessageDefinition, MessageRegistry } from './messages.js';
+import { enclosedTypes } from './messages.js';
+import type { TransportMessage } from './transport.js';
+
+export interface MessageLimits {
+  /** Largest body accepted, in UTF-8 bytes (default 1 MiB). */
+  maxBodyBytes: number;
+  /** Most headers accepted (default 64). */
+  maxHeaders: number;
+  /** Largest total of header names and values, in characters (default 16 KiB). */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_LIMITS: MessageLimits = { maxBodyBytes: 1024 * 1024, maxHeaders: 64, maxHeaderBytes: 16 * 1024 };
+
+const POISON_KEYS = /"(__proto__|constructor|prototype)"\s*:/;
+
+function dropPoisonKeys(key: string, value: unknown): unknown {
+  return key === '__proto__' || key === 'constructor' || key === 'prototype' ? undefined : value;
+}
+
+export function checkBodySize(body: string, limits: MessageLimits): void {
+  // A UTF-8 byte is at least one UTF-16 unit, so the character count is a cheap lower bound.
+  if (body.length > limits.maxBodyBytes || (body.length * 3 > limits.maxBodyBytes && Buffer.byteLength(body) > limits.maxBodyBytes)) {
+    throw new SwitchyardError(ErrorCodes.MESSAGE_TOO_LARGE, `The body is ${Buffer.byteLength(body)} bytes, over the limit of ${limits.maxBodyBytes}.`, {
+      fix: 'Send a reference to the data (a URL or a key in a store) instead of the data, or raise limits.maxBodyBytes on every endpoint that handles it.',
+    });
+  }
+}
+
+export function checkHeaders(headers: HeaderMap, limits: MessageLimits): void {
+  let count = 0;
+  let size = 0;
+  for (const key in headers) {
+    const value = headers[key];
+    if (typeof value !== 'string') {
+      throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Header ${JSON.stringify(key)} is not a string.`, { fix: 'Header values must be strings.' });
+    }
+    count += 1;
+    size += key.length + value.length;
+  }
+  if (count > limits.maxHeaders || size > limits.maxHeaderBytes) {
+    throw new SwitchyardError(
+      ErrorCodes.MESSAGE_TOO_LARGE,
+      `The message has ${count} headers totalling ${size} characters; the limits are ${limits.maxHeaders} headers and ${limits.maxHeaderBytes} characters.`,
+      { fix: 'Carry data in the body, not in headers, or raise limits.maxHeaders / limits.maxHeaderBytes.' },
+    );
+  }
+}
+
+export function parseBody(body: string): unknown {
+  try {
+    return POISON_KEYS.test(body) ? JSON.parse(body, dropPoisonKeys) : JSON.parse(body);
+  } catch (cause) {
+    throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `The body is not valid JSON: ${(cause as Error).message}.`, {
+      fix: 'Send bodies as UTF-8 JSON (Switchyard senders always do); find the sender from the originating-endpoint header.',
+      cause,
+    });
+  }
+}
+
+export interface ParsedMessage {
+  /** The first registered type among the enclosed types (nearest first). */
+  readonly definition: MessageDefinition;
+  /** All enclosed type names, nearest first. */
+  readonly types: readonly string[];
+  readonly body: unknown;
+}
+
+export function readEnclosedTypes(headers: HeaderMap): string[] {
+  const raw = headers[Headers.EnclosedTypes];
+  if (!raw) {
+    throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `The message has no ${Headers.EnclosedTypes} header, so its type is unknown.`, {
+      fix: 'Send messages with a Switchyard endpoint, or set the header to the registered type name.',
+    });
+  }
+  return raw.split(',');
+}
+
+/** Checks limits, resolves the type against the registry and parses the body. */
+export function parseMessage(message: TransportMessage, registry: MessageRegistry, limits: MessageLimits): ParsedMessage {
+  checkHeaders(message.headers, limits);
+  checkBodySize(message.body, limits);
+  const types = readEnclosedTypes(message.headers);
+  const definition = types.map((t) => registry.get(t)).find((d) => d !== undefined);
+  if (!definition) {
+    throw new SwitchyardError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `The message type ${types.join(', ')} is not registered with this endpoint.`, {
+      fix: 'Add a handler for it (or list its definition in `messages`) on this endpoint, or fix the route that sent it here.',
+    });
+  }
+  return { definition, types, body: parseBody(message.body) };
+}
+
+/** What a new message inherits from the message being handled. */
+export interface CausationSource {
+  readonly messageId: string;
+  readonly headers: HeaderMap;
+}
+
+export interface BuildOptions {
+  readonly intent: Intent;
+  readonly identity: InstanceIdentity;
+  readonly replyTo: Address | undefined;
+  readonly causedBy: CausationSource | undefined;
+  readonly messageId?: string;
+  readonly correlationId?: string;
+  readonly headers?: HeaderMap;
+}
+
+/**
+ * Stamps the standard headers. Correlation id: explicit, else the incoming one, else the
+ * incoming message id. Conversation id: copied from the incoming message, else new.
+ */
+export function buildHeaders(types: readonly string[], options: BuildOptions): HeaderMap {
+  const id = options.messageId ?? uuidv7();
+  const incoming = options.causedBy?.headers;
+  const headers: HeaderMap = {
+    ...options.headers,
+    [Headers.MessageId]: id,
+    [Headers.Intent]: options.intent,
+    [Headers.EnclosedTypes]: types.join(','),
+    [Headers.CorrelationId]:
+      options.correlationId ?? incoming?.[Headers.CorrelationId] ?? options.causedBy?.messageId ?? id,
+    [Headers.ConversationId]: incoming?.[Headers.ConversationId] ?? uuidv7(),
+    [Headers.OriginatingEndpoint]: options.identity.endpoint,
+    [Headers.OriginatingInstance]: options.identity.id,
+    [Headers.OriginatingHost]: options.identity.host,
+    [Headers.TimeSent]: new Date().toISOString(),
+    [Headers.ContentType]: JSON_CONTENT_TYPE,
+    [Headers.TraceParent]: incoming?.[Headers.TraceParent] ?? newTraceParent(),
+  };
+  if (options.causedBy) headers[Headers.RelatedTo] = options.causedBy.messageId;
+  if (options.replyTo) headers[Headers.ReplyTo] = options.replyTo;
+  return headers;
+}
+
+export function buildMessage(definition: MessageDefinition, body: unknown, options: BuildOptions, limits: MessageLimits): TransportMessage {
+  const headers = buildHeaders(enclosedTypes(definition), options);
+  const text = JSON.stringify(body);
+  if (text === undefined) {
+    throw new SwitchyardError(ErrorCodes.VALIDATION_FAILED, `The body of ${definition.typeName} cannot be serialised to JSON.`, {
+      fix: 'Pass a plain object of JSON values.',
+    });
+  }
+  checkBodySize(text, limits);
+  return { id: headers[Headers.MessageId]!, headers, body: text };
+}

@@ -1,0 +1,28 @@
+/**
+ * Header names, one place, with a wire-version prefix. Headers are data from the wire: code
+ * that reads one validates it before use.
+ */
+export const Headers = {
+  MessageId: 'sy1-message-id',
+  Intent: 'sy1-intent',
+  /** The message type and its ancestors, comma-separated, nearest first. */
+  EnclosedTypes: 'sy1-enclosed-types',
+  CorrelationId: 'sy1-correlation-id',
+  ConversationId: 'sy1-conversation-id',
+  RelatedTo: 'sy1-related-to',
+  ReplyTo: 'sy1-reply-to',
+  OriginatingEndpoint: 'sy1-originating-endpoint',
+  OriginatingInstance: 'sy1-originating-instance',
+  OriginatingHost: 'sy1-originating-host',
+  TimeSent: 'sy1-time-sent',
+  ContentType: 'sy1-content-type',
+  DeliverAt: 'sy1-deliver-at',
+  TraceParent: 'traceparent',
+} as const;
+
+export type Intent = 'send' | 'publish' | 'reply' | 'subscribe' | 'unsubscribe' | 'ready';
+export const INTENTS: readonly Intent[] = ['send', 'publish', 'reply', 'subscribe', 'unsubscribe', 'ready'];
+
+export type HeaderMap = Record<string, string>;
+
+export const JSON_CONTENT_TYPE = 'application/json';

@@ -1,0 +1,114 @@
+/**
+ * The receive loop. One pump serves all of an endpoint's queues under one concurrency limit.
+ *
+ * Modes: IDLE (created) -> RUNNING (a loop per queue: wait for a free slot, ask the transport
+ * for up to that many receipts, start each one without awaiting it) -> DRAINING (stop asked:
+ * no new receives; in-flight handlers finish, or get their signal aborted when the stop is
+ * forced) -> STOPPED. Transport errors back off exponentially (50 ms to 5 s) and are logged
+ * once per streak, so a database or broker outage never kills the loop.
+ */
+import type { Address } from './identity.js';
+import type { Logger } from './logger.js';
+import type { Receipt, Transport } from './transport.js';
+
+export interface PumpOptions {
+  transport: Transport;
+  addresses: readonly Address[];
+  concurrency: number;
+  logger: Logger;
+  /** Processes one receipt; must settle it and must not throw. */
+  process(receipt: Receipt, stopSignal: AbortSignal): Promise<void>;
+  /** Longest a receive waits for a message before asking again. */
+  receiveWaitMs?: number;
+}
+
+export class Pump {
+  private readonly receiving = new AbortController();
+  private readonly forced = new AbortController();
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Loops waiting for a free slot; every queue's loop may wait at once. */
+  private readonly slotWaiters = new Set<() => void>();
+  private loops: Promise<void>[] = [];
+
+  constructor(private readonly options: PumpOptions) {}
+
+  /** Aborts when the stop is forced: handlers see it through their context signal. */
+  get stopSignal(): AbortSignal {
+    return this.forced.signal;
+  }
+
+  get active(): number {
+    return this.inFlight.size;
+  }
+
+  start(): void {
+    this.loops = this.options.addresses.map((address) => this.loop(address));
+  }
+
+  private async loop(address: Address): Promise<void> {
+    const { transport, concurrency, logger } = this.options;
+    const signal = this.receiving.signal;
+    let backoffMs = 0;
+    while (!signal.aborted) {
+      const free = concurrency - this.inFlight.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => this.slotWaiters.add(resolve));
+        // Completions settle in groups: let the rest of the group free their slots, then
+        // receive for all of them at once instead of one receive per freed slot.
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      let receipts: Receipt[];
+      try {
+        receipts = await transport.receive(address, { max: free, waitMs: this.options.receiveWaitMs ?? 1000, signal });
+        if (backoffMs > 0) logger.info(`receiving from ${address} again after an error`);
+        backoffMs = 0;
+      } catch (error) {
+        if (signal.aborted) break;
+        if (backoffMs === 0) logger.error(`receiving from ${address} failed, retrying with backoff: ${(error as Error).message}`);
+        backoffMs = Math.min(5000, Math.max(50, backoffMs * 2));
+        await sleep(backoffMs, signal);
+        continue;
+      }
+      for (const receipt of receipts) this.track(this.options.process(receipt, this.forced.signal));
+    }
+  }
+
+  private track(work: Promise<void>): void {
+    const tracked = work.finally(() => {
+      this.inFlight.delete(tracked);
+      this.wakeSlotWaiters();
+    });
+    this.inFlight.add(tracked);
+  }
+
+  private wakeSlotWaiters(): void {
+    const waiters = [...this.slotWaiters];
+    this.slotWaiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /** Stops receiving and waits for in-flight work; `signal` aborting forces handlers to give up. */
+  async stop(signal?: AbortSignal): Promise<void> {
+    this.receiving.abort();
+    this.wakeSlotWaiters();
+    const force = () => this.forced.abort(new Error('The endpoint is stopping forcefully.'));
+    if (signal?.aborted) force();
+    else signal?.addEventListener('abort', force, { once: true });
+    await Promise.all(this.loops);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    signal?.removeEventListener('abort', force);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * The transport port: moves messages between queues and settles receipts. It owns no loop, no
+ * retries and no concurrency; the core pump does (src/core/pump.ts).
+ *
+ * Guarantees every transport gives (checked by src/testing/transport-conformance.ts):
+ * - at-least-once: a receipt that is neither completed nor abandoned comes back after its lease;
+ * - a message is held by one consumer at a time; a completion by a consumer whose lease was
+ *   lost (fenced) fails with SY_ERR_LEASE_LOST and sends nothing;
+ * - `complete(outgoing)` removes the message and sends `outgoing` together: atomically in one
+ *   transaction where `capabilities.atomicSendWithReceive`, otherwise sends first (confirmed)
+ *   and removes after, so a crash in between duplicates but never loses.
+ */
+import type { Address } from './identity.js';
+import type { HeaderMap } from './headers.js';
+
+export interface TransportMessage {
+  readonly id: string;
+  readonly headers: HeaderMap;
+  /** UTF-8 JSON text. */
+  readonly body: string;
+}
+
+interface OutgoingBase {
+  readonly message: TransportMessage;
+  /** Epoch ms: the message is not delivered before this. Needs `capabilities.delayedDelivery`. */
+  readonly deliverAt?: number;
+}
+/** To one queue. */
+export interface QueueOutgoing extends OutgoingBase {
+  readonly destination: Address;
+}
+/** To every subscriber of an event type, through the broker. Needs `capabilities.nativePubSub`. */
+export interface TopicOutgoing extends OutgoingBase {
+  readonly topic: string;
+}
+export type Outgoing = QueueOutgoing | TopicOutgoing;
+
+export function isTopicOutgoing(outgoing: Outgoing): outgoing is TopicOutgoing {
+  return 'topic' in outgoing;
+}
+
+export interface TransportCapabilities {
+  /** Honours `deliverAt`. */
+  readonly delayedDelivery: boolean;
+  /** Routes TopicOutgoing to queues bound with `subscribe`; otherwise the core uses message-driven pub/sub. */
+  readonly nativePubSub: boolean;
+  /** `complete(outgoing)` commits the removal and the sends in one transaction. */
+  readonly atomicSendWithReceive: boolean;
+  /** Several consumers may receive from one queue, each message going to one of them. */
+  readonly competingConsumers: boolean;
+}
+
+export interface ReceiveOptions {
+  /** At most this many receipts. */
+  readonly max: number;
+  /** When the queue is empty, wait up to this long for a message before returning none. */
+  readonly waitMs: number;
+  readonly signal: AbortSignal;
+}
+
+export interface Receipt {
+  readonly message: TransportMessage;
+  /** The queue the message was received from. */
+  readonly address: Address;
+  /** 1 on first delivery; counts redeliveries of this transport message (abandon, lease expiry). */
+  readonly deliveryCount: number;
+  /** Aborts when the lease is lost or the transport closes: the handler should give up. */
+  readonly signal: AbortSignal;
+  /** Removes the message and sends `outgoing` (see the file header). Throws SY_ERR_LEASE_LOST when fenced. */
+  complete(outgoing?: readonly Outgoing[]): Promise<void>;
+  /** Returns the message to its queue, visible again after `delayMs`. Never throws for a lost lease. */
+  abandon(delayMs?: number): Promise<void>;
+}
+
+/** Operator views of queues, where the transport can give them (SQLite, PostgreSQL, memory). */
+export interface QueueAdmin {
+  /** Messages waiting or in flight in a queue. */
+  depth(address: Address): Promise<number>;
+  /** Known queues. */
+  queues(): Promise<Address[]>;
+  /** Messages in a queue, oldest first, without taking them (error queue tools, dashboards). */
+  peek(address: Address, options: { offset: number; limit: number }): Promise<TransportMessage[]>;
+  /** Removes messages by id, optionally sending replacements in the same transaction. Returns ids removed. */
+  take(address: Address, ids: readonly string[], replacements?: (message: TransportMessage) => Outgoing[]): Promise<string[]>;
+  /** Moves the messages of `from` that no consumer holds (all of them with `includeLeased`) to `to`. Returns how many. */
+  moveAll(from: Address, to: Address, options?: { includeLeased?: boolean }): Promise<number>;
+}
+
+export interface Transport {
+  /** `sqlite`, `memory`, `rabbitmq`, ... for logs, headers and benchmarks. */
+  readonly name: string;
+  readonly capabilities: TransportCapabilities;
+  /** Present where the transport can inspect its queues. */
+  readonly admin: QueueAdmin | undefined;
+  /** Connects and prepares storage. Fails with a coded error naming the setting when it cannot. Idempotent. */
+  open(): Promise<void>;
+  createQueue(address: Address): Promise<void>;
+  queueExists(address: Address): Promise<boolean>;
+  /** Sends a batch; atomically where the transport can. */
+  dispatch(batch: readonly Outgoing[]): Promise<void>;
+  receive(address: Address, options: ReceiveOptions): Promise<Receipt[]>;
+  /** Binds `address` to an event type (native pub/sub only). */
+  subscribe?(address: Address, eventType: string): Promise<void>;
+  unsubscribe?(address: Address, eventType: string): Promise<void>;
+  /** Stops handing out receipts, aborts outstanding receipt signals, releases connections. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,71 @@
+/**
+ * Convergence tracking: who has applied what. Liveness comes from membership leases, so a
+ * replica that stops heartbeating leaves the live set after its lease and shows up as
+ * `departed` instead of blocking a wait forever.
+ */
+import type { Clock } from '../core/clock.js';
+import type { Membership, ReplicaReport } from './store.js';
+
+export interface ReplicaStatus {
+  readonly instance: string;
+  readonly applied: number;
+  /** head - applied, at the time of the read. */
+  readonly lag: number;
+  /** Heartbeat within its lease. */
+  readonly live: boolean;
+  /** The replica said it could not confirm it is current within its staleness bound. */
+  readonly stale: boolean;
+  readonly lastHeartbeatAt: number;
+}
+
+export type Convergence =
+  | {
+      readonly converged: true;
+      readonly version: number;
+      /** Live replicas, all at or past `version`. */
+      readonly replicas: readonly ReplicaStatus[];
+      /** Replicas whose lease ran out before they applied `version`. */
+      readonly departed: readonly ReplicaStatus[];
+    }
+  | {
+      readonly converged: false;
+      readonly version: number;
+      /** Live replicas still behind `version`. */
+      readonly lagging: readonly ReplicaStatus[];
+      readonly departed: readonly ReplicaStatus[];
+    };
+
+export function describeReplicas(membership: Membership, now: number): ReplicaStatus[] {
+  return membership.replicas.map((r: ReplicaReport) => ({
+    instance: r.replica,
+    applied: r.applied,
+    lag: Math.max(0, membership.head - r.applied),
+    live: r.reportedAt + r.leaseMs > now,
+    stale: r.stale,
+    lastHeartbeatAt: r.reportedAt,
+  }));
+}
+
+export function convergenceOf(version: number, replicas: readonly ReplicaStatus[]): Convergence {
+  const live = replicas.filter((r) => r.live);
+  const departed = replicas.filter((r) => !r.live && r.applied < version);
+  const lagging = live.filter((r) => r.applied < version);
+  return lagging.length === 0
+    ? { converged: true, version, replicas: live, departed }
+    : { converged: false, version, lagging, departed };
+}
+
+/** Polls until `done` returns a value or the deadline passes; the last evaluation is returned either way. */
+export async function pollUntil<T>(
+  clock: Clock,
+  timeoutMs: number,
+  intervalMs: number,
+  evaluate: () => Promise<{ done: boolean; value: T }>,
+): Promise<T> {
+  const deadline = clock.now() + timeoutMs;
+  for (;;) {
+    const { done, value } = await evaluate();
+    if (done || clock.now() >= deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}

@@ -1,0 +1,21 @@
+/** Data distribution: versioned datasets replicated to every instance (DESIGN.md section 8). */
+export { openDataset } from './dataset.js';
+export type { Dataset, DatasetOp, DatasetOptions, DatasetStatus, WriteOptions } from './dataset.js';
+export type { DatasetChange, Entry, KeyChange, StageValidator } from './replica.js';
+export type { Convergence, ReplicaStatus } from './convergence.js';
+export type { StageOptions, StageOutcome, StagedChange } from './stage.js';
+export type {
+  DatasetStore,
+  EntryOp,
+  JsonValue,
+  LogRecord,
+  Membership,
+  NewRecord,
+  ReadResult,
+  ReplicaReport,
+  Snapshot,
+  SnapshotEntry,
+  StageVote,
+} from './store.js';
+/** Helpers for people writing a DatasetStore adapter. */
+export { appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, encodeRecord, isDelete } from './records.js';

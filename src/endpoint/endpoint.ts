@@ -1,0 +1,290 @@
+/**
+ * The composition root: `createEndpoint(options)` validates options, wires the transport, the
+ * handlers, recoverability and features, and owns the lifecycle.
+ *
+ * start(), in order: validate options -> open the transport -> create the endpoint's queues
+ * (shared, instance, error) -> features' setup -> bind handled events (native pub/sub
+ * transports) -> start receiving -> features' start ->
+ * log "started". A failure stops start-up with a coded error naming the setting.
+ *
+ * stop({ signal }), in order: features' stopping -> stop receiving -> drain in-flight handlers
+ * (an aborted `signal` aborts their context signal) -> features' stop -> close the transport.
+ * Every step runs even when an earlier one failed; errors are gathered in an AggregateError.
+ * start and stop are idempotent: a second call returns the first call's promise.
+ */
+import { hostname } from 'node:os';
+import type { Handler, MessageSender, PublishOptions, SendOptions } from '../core/context.js';
+import { DEFAULT_LIMITS, type MessageLimits } from '../core/envelope.js';
+import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { EndpointFeature, FeatureHost } from '../core/feature.js';
+import { buildMessage } from '../core/envelope.js';
+import type { Intent } from '../core/headers.js';
+import { randomId } from '../core/ids.js';
+import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, type InstanceIdentity } from '../core/identity.js';
+import { consoleLogger, type Logger } from '../core/logger.js';
+import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
+import { Pump } from '../core/pump.js';
+import { Router, type Routes } from '../core/routing.js';
+import type { Transport } from '../core/transport.js';
+import { checkRecoverability, recoverabilityConfig, type RecoverabilityOptions } from '../recoverability/policy.js';
+import { OutgoingBuilder } from './outgoing.js';
+import { processReceipt, type ProcessDeps } from './process.js';
+
+export interface EndpointOptions {
+  /** The logical endpoint name, e.g. `Sales`: shared by all its instances. */
+  name: string;
+  transport: Transport;
+  handlers?: readonly Handler[];
+  /** Message definitions this endpoint sends or publishes without handling them (optional: they register on first use). */
+  messages?: readonly MessageDefinition[];
+  /** Which logical endpoint owns each command type: `{ 'Sales.PlaceOrder': 'Sales', 'Billing.*': 'Billing' }`. */
+  routes?: Routes;
+  /** Most messages handled at once by this instance (default 8). */
+  concurrency?: number;
+  instance?: { discriminator?: string; host?: string };
+  /**
+   * Which queues this instance receives from. `shared` (default true): the logical endpoint's
+   * queue, with competing consumers. `instance`: this instance's own queue (sender-side
+   * distribution, distributor workers).
+   */
+  queues?: { shared?: boolean; instance?: boolean };
+  /** Sends only: opens no queue and receives nothing. */
+  sendOnly?: boolean;
+  recoverability?: RecoverabilityOptions;
+  limits?: Partial<MessageLimits>;
+  features?: readonly EndpointFeature[];
+  logger?: Logger;
+}
+
+export type EndpointStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface Endpoint extends MessageSender, AsyncDisposable {
+  readonly name: string;
+  readonly identity: InstanceIdentity;
+  readonly status: EndpointStatus;
+  /** The address replies and subscriptions point at. */
+  readonly publicAddress: Address;
+  start(): Promise<void>;
+  stop(options?: { signal?: AbortSignal }): Promise<void>;
+}
+
+function configError(setting: string, problem: string, fix: string): SwitchyardError {
+  return new SwitchyardError(ErrorCodes.CONFIG, `Endpoint option \`${setting}\` ${problem}.`, { fix });
+}
+
+function validate(options: EndpointOptions): void {
+  if (!options || typeof options !== 'object') throw configError('options', 'is missing', 'Call createEndpoint({ name, transport, handlers }).');
+  checkName('Endpoint name (option `name`)', options.name);
+  const t = options.transport as Partial<Transport> | undefined;
+  if (!t || typeof t.receive !== 'function' || typeof t.dispatch !== 'function') {
+    throw configError('transport', 'is missing or is not a transport', "Pass one, e.g. transport: sqliteTransport({ path: './switchyard.db' }) from 'switchyard/sqlite'.");
+  }
+  const c = options.concurrency;
+  if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
+    throw configError('concurrency', `is ${String(c)}`, 'Use a whole number from 1 to 10000 (default 8).');
+  }
+  if (options.sendOnly && (options.handlers?.length ?? 0) > 0) {
+    throw configError('sendOnly', 'is set but handlers are given', 'A send-only endpoint receives nothing: remove the handlers or sendOnly.');
+  }
+  if (!options.sendOnly && options.queues && options.queues.shared === false && !options.queues.instance) {
+    throw configError('queues', 'turns off both the shared and the instance queue', 'Receive from at least one queue, or set sendOnly: true.');
+  }
+  for (const [key, value] of Object.entries(options.limits ?? {})) {
+    if (!(key in DEFAULT_LIMITS) || !Number.isInteger(value) || (value as number) < 1) {
+      throw configError(`limits.${key}`, `is ${String(value)}`, `Use positive whole numbers for ${Object.keys(DEFAULT_LIMITS).join(', ')}.`);
+    }
+  }
+}
+
+export function createEndpoint(options: EndpointOptions): Endpoint {
+  validate(options);
+  const { transport } = options;
+  const logger = options.logger ?? consoleLogger(options.name);
+  const identity = makeIdentity(options.name, options.instance?.host ?? hostname(), process.pid, options.instance?.discriminator ?? randomId(4));
+  const registry = new MessageRegistry(options.messages ?? []);
+  const handlers = new Map<string, Handler[]>();
+  for (const handler of options.handlers ?? []) {
+    registry.add(handler.definition);
+    const list = handlers.get(handler.definition.typeName) ?? [];
+    list.push(handler);
+    handlers.set(handler.definition.typeName, list);
+  }
+  const router = new Router(options.routes);
+  const features = options.features ?? [];
+  const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const concurrency = options.concurrency ?? 8;
+  const recoverability = recoverabilityConfig(options.recoverability);
+  checkName('Error queue (option `recoverability.errorQueue`)', recoverability.errorQueue);
+  checkRecoverability(recoverability, transport);
+  const receiveShared = !options.sendOnly && options.queues?.shared !== false;
+  const receiveInstance = !options.sendOnly && options.queues?.instance === true;
+  let publicAddress: Address = receiveShared || options.sendOnly ? sharedAddress(identity.endpoint) : identity.address;
+
+  const controlFeatures = new Map<Intent, EndpointFeature>();
+  for (const feature of features) {
+    for (const intent of feature.controlIntents ?? []) {
+      if (controlFeatures.has(intent)) throw configError('features', `has two features handling ${intent} messages`, 'Remove one of them.');
+      controlFeatures.set(intent, feature);
+    }
+  }
+
+  const deps: ProcessDeps = {
+    identity,
+    transport,
+    registry,
+    router,
+    features,
+    limits,
+    logger,
+    handlers,
+    recoverability,
+    controlFeatures,
+    publicAddress: () => publicAddress,
+  };
+
+  const host: FeatureHost = {
+    identity,
+    transport,
+    registry,
+    logger,
+    concurrency,
+    handledEvents: [...handlers.values()].map((h) => h[0]!.definition).filter((d): d is EventDefinition => d.kind === 'event'),
+    routeOf: (typeName) => router.find(typeName),
+    get publicAddress() {
+      return publicAddress;
+    },
+    set publicAddress(address: Address) {
+      publicAddress = checkAddress('Public address', address);
+    },
+    controlMessage: (intent, headers, body = {}) =>
+      buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: publicAddress, causedBy: undefined, headers }, limits),
+    dispatch: (batch) => transport.dispatch(batch),
+  };
+
+  let status: EndpointStatus = 'created';
+  let pump: Pump | undefined;
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const checkConfiguration = () => {
+    for (const [typeName, list] of handlers) {
+      const definition = list[0]!.definition;
+      const owner = router.find(typeName);
+      if (definition.kind === 'command' && owner !== undefined && owner !== identity.endpoint) {
+        throw configError(
+          'handlers',
+          `has a handler for the command ${typeName}, but routes send it to ${owner}`,
+          `A command has one owner: move the handler to ${owner}, or route ${typeName} to ${identity.endpoint}.`,
+        );
+      }
+    }
+  };
+
+  const start = async () => {
+    status = 'starting';
+    checkConfiguration();
+    await transport.open();
+    const addresses: Address[] = [];
+    if (receiveShared) addresses.push(sharedAddress(identity.endpoint));
+    if (receiveInstance) addresses.push(identity.address);
+    for (const address of [...addresses, recoverability.errorQueue]) await transport.createQueue(address);
+    for (const feature of features) await feature.setup?.(host);
+    if (transport.capabilities.nativePubSub && transport.subscribe && addresses.length > 0) {
+      // Native pub/sub: the broker routes events, so bind the public address to each handled event (idempotent).
+      for (const event of host.handledEvents) await transport.subscribe(publicAddress, event.typeName);
+    }
+    if (addresses.length > 0) {
+      pump = new Pump({
+        transport,
+        addresses,
+        concurrency,
+        logger,
+        process: (receipt, stopSignal) => processReceipt(deps, receipt, stopSignal),
+      });
+      pump.start();
+    }
+    for (const feature of features) await feature.start?.(host);
+    status = 'running';
+    logger.info(
+      `started instance ${identity.id} on ${transport.name}` +
+        (addresses.length ? `, receiving from ${addresses.join(', ')} (concurrency ${concurrency})` : ', send-only'),
+    );
+  };
+
+  const stop = async (signal?: AbortSignal) => {
+    await starting?.catch(() => undefined);
+    status = 'stopping';
+    const errors: Error[] = [];
+    const step = async (fn: () => Promise<void> | undefined) => {
+      try {
+        await fn();
+      } catch (error) {
+        errors.push(asError(error));
+      }
+    };
+    for (const feature of [...features].reverse()) await step(() => feature.stopping?.(host));
+    await step(() => pump?.stop(signal));
+    for (const feature of [...features].reverse()) await step(() => feature.stop?.());
+    await step(() => transport.close());
+    status = 'stopped';
+    logger.info(`stopped instance ${identity.id}${errors.length ? ` with ${errors.length} error(s)` : ''}`);
+    if (errors.length > 0) throw new AggregateError(errors, `Endpoint ${identity.endpoint} stopped with errors: ${errors.map((e) => e.message).join('; ')}`);
+  };
+
+  const requireRunning = () => {
+    if (status !== 'running' && status !== 'starting') {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${identity.endpoint} is ${status}; it cannot send.`, {
+        fix: 'await endpoint.start() before sending, and do not send after stop().',
+      });
+    }
+    return new OutgoingBuilder(deps, undefined);
+  };
+
+  const endpoint: Endpoint = {
+    name: identity.endpoint,
+    identity,
+    get status() {
+      return status;
+    },
+    get publicAddress() {
+      return publicAddress;
+    },
+    start() {
+      starting ??= start().catch(async (error) => {
+        status = 'stopped';
+        await transport.close().catch(() => undefined);
+        logger.error(`failed to start: ${asError(error).message}`);
+        throw error;
+      });
+      return starting;
+    },
+    stop(stopOptions = {}) {
+      stopping ??= stop(stopOptions.signal);
+      return stopping;
+    },
+    async send(definition, body, sendOptions?: SendOptions) {
+      await transport.dispatch(await requireRunning().send(definition, body, sendOptions));
+    },
+    async sendLocal(definition, body, sendOptions?: SendOptions) {
+      await transport.dispatch(await requireRunning().sendLocal(definition, body, sendOptions));
+    },
+    async publish(definition, body, publishOptions?: PublishOptions) {
+      await transport.dispatch(await requireRunning().publish(definition, body, publishOptions));
+    },
+    [Symbol.asyncDispose]() {
+      return endpoint.stop();
+    },
+  };
+  return endpoint;
+}
+
+const controlDefinitions = new Map<Intent, MessageDefinition>();
+/** Control messages are typed like any other message: `Switchyard.Subscribe`, `Switchyard.Ready`, ... */
+function controlDefinition(intent: Intent): MessageDefinition {
+  let definition = controlDefinitions.get(intent);
+  if (!definition) {
+    definition = defineMessage(`Switchyard.${intent[0]!.toUpperCase()}${intent.slice(1)}`);
+    controlDefinitions.set(intent, definition);
+  }
+  return definition;
+}

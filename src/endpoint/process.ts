@@ -1,0 +1,155 @@
+/**
+ * Processing one received message, written out once:
+ *   1. parse (limits, allow-listed type, JSON without poisoning keys)   -- fails: error queue now
+ *   2. control intents go to the feature that owns them (subscribe, ready, ...)
+ *   3. validate the body against the definition's schema               -- fails: error queue now
+ *   4. run every handler for the enclosed types, collecting their sends
+ *   5. success: complete the receipt with the collected sends (one transaction on SQLite)
+ *      failure: decide (recoverability) -> immediate retry (abandon) | delayed retry (complete
+ *      with a copy due later) | error queue (complete with a copy carrying failure headers)
+ * A failed handler sends nothing. A completion fenced off by a lost lease changes nothing.
+ */
+import type { Handler, HandlerContext } from '../core/context.js';
+import type { MessageLimits } from '../core/envelope.js';
+import { parseMessage } from '../core/envelope.js';
+import { asError, ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
+import type { EndpointFeature, SettleOutcome } from '../core/feature.js';
+import { Headers, type Intent } from '../core/headers.js';
+import type { InstanceIdentity } from '../core/identity.js';
+import type { Logger } from '../core/logger.js';
+import type { MessageRegistry } from '../core/messages.js';
+import type { Outgoing, Receipt } from '../core/transport.js';
+import { validateBody } from '../core/validation.js';
+import { decide, type RecoverabilityConfig } from '../recoverability/policy.js';
+import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders } from '../recoverability/failure-headers.js';
+import { OutgoingBuilder, type OutgoingDeps } from './outgoing.js';
+
+export interface ProcessDeps extends OutgoingDeps {
+  logger: Logger;
+  registry: MessageRegistry;
+  handlers: ReadonlyMap<string, readonly Handler[]>;
+  limits: MessageLimits;
+  recoverability: RecoverabilityConfig;
+  identity: InstanceIdentity;
+  controlFeatures: ReadonlyMap<Intent, EndpointFeature>;
+}
+
+export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal): Promise<void> {
+  const { message } = receipt;
+  // Composed on first use: most handlers never look at their signal.
+  let composed: AbortSignal | undefined;
+  const signal = () => (composed ??= AbortSignal.any([receipt.signal, stopSignal]));
+  let messageType: string | undefined;
+  const intent = message.headers[Headers.Intent] as Intent | undefined;
+  const controlFeature = intent ? deps.controlFeatures.get(intent) : undefined;
+  try {
+    if (controlFeature) {
+      const outgoing = await controlFeature.handleControl!({ message, signal: signal() });
+      await settle(deps, receipt, [...outgoing], 'handled');
+      return;
+    }
+    const parsed = parseMessage(message, deps.registry, deps.limits);
+    messageType = parsed.definition.typeName;
+    const body = await validateBody(parsed.definition, parsed.body, 'receive');
+    const handlers = parsed.types.flatMap((t) => deps.handlers.get(t) ?? []);
+    if (handlers.length === 0) {
+      throw new SwitchyardError(ErrorCodes.NO_HANDLER, `Endpoint ${deps.identity.endpoint} has no handler for ${parsed.types.join(', ')}.`, {
+        fix: 'Add a handler for this type, or fix the route or subscription that sent it here; then retry it from the error queue.',
+      });
+    }
+    const outgoing: Outgoing[] = [];
+    const builder = new OutgoingBuilder(deps, { messageId: message.id, headers: message.headers });
+    for (const handler of handlers) {
+      await handler.invoke(body, handlerContext(builder, receipt, handler, outgoing, signal));
+    }
+    await settle(deps, receipt, outgoing, 'handled');
+  } catch (thrown) {
+    if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
+      deps.logger.warn(`message ${message.id} in ${receipt.address}: ${thrown.message}`);
+      return;
+    }
+    await recover(deps, receipt, asError(thrown), messageType, controlFeature !== undefined);
+  }
+}
+
+function handlerContext(builder: OutgoingBuilder, receipt: Receipt, handler: Handler, outgoing: Outgoing[], signal: () => AbortSignal): HandlerContext {
+  const { message } = receipt;
+  return {
+    messageId: message.id,
+    headers: message.headers,
+    messageType: handler.definition.typeName,
+    deliveryCount: receipt.deliveryCount,
+    get signal() {
+      return signal();
+    },
+    send: async (definition, body, options) => void outgoing.push(...(await builder.send(definition, body, options))),
+    sendLocal: async (definition, body, options) => void outgoing.push(...(await builder.sendLocal(definition, body, options))),
+    publish: async (definition, body, options) => void outgoing.push(...(await builder.publish(definition, body, options))),
+    reply: async (definition, body, options) => void outgoing.push(...(await builder.reply(definition, body, message.headers, options))),
+  };
+}
+
+async function settle(deps: ProcessDeps, receipt: Receipt, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {
+  for (const feature of deps.features) {
+    const extra = feature.onSettled?.(receipt.message, outcome);
+    if (extra) outgoing.push(...extra);
+  }
+  await receipt.complete(outgoing);
+}
+
+async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messageType: string | undefined, isControl: boolean): Promise<void> {
+  const { message } = receipt;
+  const action = isControl
+    ? { kind: 'error' as const, reason: 'control message could not be processed' }
+    : decide(deps.recoverability, {
+        error,
+        messageType,
+        headers: message.headers,
+        deliveryCount: receipt.deliveryCount,
+        delayedRound: delayedRoundOf(message.headers),
+      });
+  const where = `message ${message.id} (${messageType ?? message.headers[Headers.EnclosedTypes] ?? 'unknown type'}) in ${receipt.address}`;
+  // Delayed retries and manual retries from the error queue go back to the public address when
+  // the message failed in this instance's own queue, so any instance (any worker behind a
+  // distributor) can take them, and a dead instance's queue does not strand them.
+  const returnAddress = receipt.address === deps.identity.address ? deps.publicAddress() : receipt.address;
+  try {
+    switch (action.kind) {
+      case 'immediate':
+        await receipt.abandon();
+        return;
+      case 'delayed': {
+        const round = delayedRoundOf(message.headers) + 1;
+        deps.logger.warn(`${where} failed (${error.message}); delayed retry ${round} in ${action.delayMs} ms`);
+        const retry = { id: message.id, headers: delayedRetryHeaders(message.headers, round, new Date()), body: message.body };
+        await settle(deps, receipt, [{ destination: returnAddress, message: retry, deliverAt: Date.now() + action.delayMs }], 'delayed-retry');
+        return;
+      }
+      case 'discard':
+        deps.logger.warn(`${where} discarded by the recoverability policy: ${action.reason}`);
+        await settle(deps, receipt, [], 'handled');
+        return;
+      case 'error': {
+        deps.logger.error(`${where} moved to ${deps.recoverability.errorQueue}: ${error.message}`);
+        const failed = {
+          id: message.id,
+          headers: errorQueueHeaders(message.headers, {
+            error,
+            reason: action.reason,
+            failedQueue: returnAddress,
+            identity: deps.identity,
+            deliveryCount: receipt.deliveryCount,
+            now: new Date(),
+          }),
+          body: message.body,
+        };
+        await settle(deps, receipt, [{ destination: deps.recoverability.errorQueue, message: failed }], 'error');
+        return;
+      }
+    }
+  } catch (settleError) {
+    // Not settled: the lease runs out and the message is delivered again. Nothing is lost.
+    const text = isSwitchyardError(settleError) ? settleError.message : asError(settleError).message;
+    deps.logger.error(`${where} could not be settled after a failure (${text}); it will be delivered again`);
+  }
+}

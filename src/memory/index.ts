@@ -1,0 +1,2 @@
+export { memoryTransport, MemoryBroker } from './transport.js';
+export type { MemoryTransportOptions } from './transport.js';

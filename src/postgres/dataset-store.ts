@@ -1,0 +1,275 @@
+/**
+ * PostgreSQL dataset store.
+ *
+ * Tables in `schema` (default `switchyard`): dataset_meta (version counter row + trim point),
+ * dataset_entries, dataset_log (one row per version), dataset_replicas (membership).
+ * `append` (one function call) locks the dataset's counter row (FOR UPDATE) rather than using a sequence:
+ * sequence values commit out of order, and a reader could then pass over a version committed
+ * later. With the row lock, versions are gapless and commit in order.
+ * Wake-ups: pg_notify in the write transaction (delivered on commit) to a LISTEN connection
+ * that reconnects with jitter. NOTIFY is lossy; replicas also run a periodic catch-up read.
+ */
+import pg from 'pg';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import {
+  appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+} from '../datasets/records.js';
+import type { DatasetStore, Membership, ReadResult, Snapshot } from '../datasets/store.js';
+import { createListener } from './dataset-listener.js';
+
+export interface PostgresDatasetStoreOptions {
+  /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
+  connectionString?: string;
+  /** A pool you own (not ended by close()). LISTEN uses its own client from `connectionString` or the pool's options. */
+  pool?: pg.Pool;
+  /** Schema for the dataset tables (default `switchyard`). */
+  schema?: string;
+  /** Max pool size when the store creates the pool (default 4). */
+  maxConnections?: number;
+  /**
+   * Apply the record a wake-up carries instead of reading it (default true; saves a read per
+   * replica per write). A wake-up is not authenticated: with this on, anyone who can connect to the database (any role may NOTIFY)
+   * can feed replicas data. Turn it off when untrusted clients can reach the server.
+   */
+  wakeRecords?: boolean;
+}
+
+const SCHEMA_VERSION = 1;
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/**
+ * append as one round trip: lock the counter row, check conditions (SQLSTATE SY409, message =
+ * key, detail = actual version), bump, change entries, log, notify (delivered on commit).
+ */
+function appendFunction(s: string): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.dataset_append(p_dataset text, p_record text, p_apply boolean,
+  p_keys text[], p_deletes boolean[], p_if bigint[], p_values text[], p_channel text) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  v bigint;
+  cur bigint;
+  n int := coalesce(array_length(p_keys, 1), 0);
+BEGIN
+  INSERT INTO ${s}.dataset_meta VALUES (p_dataset, 0, 0) ON CONFLICT DO NOTHING;
+  SELECT version INTO v FROM ${s}.dataset_meta WHERE dataset = p_dataset FOR UPDATE;
+  FOR i IN 1 .. n LOOP
+    IF p_if[i] IS NOT NULL THEN
+      cur := NULL;
+      SELECT version INTO cur FROM ${s}.dataset_entries WHERE dataset = p_dataset AND key = p_keys[i];
+      IF coalesce(cur, 0) <> p_if[i] THEN
+        RAISE EXCEPTION USING ERRCODE = 'SY409', MESSAGE = p_keys[i], DETAIL = coalesce(cur, 0)::text;
+      END IF;
+    END IF;
+  END LOOP;
+  v := v + 1;
+  IF p_apply THEN
+    FOR i IN 1 .. n LOOP
+      IF p_deletes[i] THEN
+        DELETE FROM ${s}.dataset_entries WHERE dataset = p_dataset AND key = p_keys[i];
+      ELSE
+        INSERT INTO ${s}.dataset_entries VALUES (p_dataset, p_keys[i], p_values[i], v)
+          ON CONFLICT (dataset, key) DO UPDATE SET value = excluded.value, version = excluded.version;
+      END IF;
+    END LOOP;
+  END IF;
+  INSERT INTO ${s}.dataset_log VALUES (p_dataset, v, p_record);
+  UPDATE ${s}.dataset_meta SET version = v WHERE dataset = p_dataset;
+  -- NOTIFY payloads are limited to 8000 bytes: carry the record only when it fits.
+  PERFORM pg_notify(p_channel, CASE WHEN octet_length(p_record) < 7000
+    THEN p_dataset || E'\n' || v || E'\n' || p_record ELSE p_dataset END);
+  RETURN v;
+END
+$fn$`;
+}
+
+export function postgresDatasetStore(options: PostgresDatasetStoreOptions): DatasetStore {
+  const schema = options.schema ?? 'switchyard';
+  if (!IDENT.test(schema)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `PostgreSQL schema name ${JSON.stringify(schema)} is not valid.`, {
+      fix: 'Use lower-case letters, digits and underscores, starting with a letter or underscore.',
+    });
+  }
+  if (!options.pool && !options.connectionString) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, 'postgresDatasetStore needs a connectionString or a pool.', {
+      fix: 'Pass { connectionString: process.env.DATABASE_URL } or { pool }.',
+    });
+  }
+  const ownPool = !options.pool;
+  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  if (ownPool) pool.on('error', () => undefined);
+  const s = `"${schema}"`;
+  const channel = `sy_datasets_${schema}`;
+  let ready: Promise<void> | undefined;
+
+  const migrate = async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Serialise concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.datasets'))");
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_schema (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`);
+      await client.query(`INSERT INTO ${s}.dataset_schema VALUES (1, $1) ON CONFLICT DO NOTHING`, [SCHEMA_VERSION]);
+      const found = (await client.query<{ version: number }>(`SELECT version FROM ${s}.dataset_schema WHERE id = 1`)).rows[0]?.version ?? 0;
+      if (found > SCHEMA_VERSION) {
+        throw new SwitchyardError(ErrorCodes.SCHEMA_TOO_NEW, `PostgreSQL dataset schema ${schema} is version ${found}; this code knows ${SCHEMA_VERSION}.`, {
+          fix: 'Upgrade Switchyard in this process to the version the other processes use.',
+        });
+      }
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_meta (dataset text PRIMARY KEY, version bigint NOT NULL, trimmed_through bigint NOT NULL)`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_entries (dataset text NOT NULL, key text NOT NULL, value text NOT NULL, version bigint NOT NULL, PRIMARY KEY (dataset, key))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_log (dataset text NOT NULL, version bigint NOT NULL, record text NOT NULL, PRIMARY KEY (dataset, version))`);
+      await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_replicas (dataset text NOT NULL, replica text NOT NULL, report text NOT NULL, PRIMARY KEY (dataset, replica))`);
+      await client.query(appendFunction(s));
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+  const ensure = () => {
+    ready ??= migrate().catch((error: unknown) => {
+      ready = undefined; // retry on the next call
+      throw error;
+    });
+    return ready;
+  };
+
+  async function tx<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    await ensure();
+    const client = await pool.connect();
+    try {
+      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      const result = await body(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  const readMeta = async (c: pg.PoolClient | pg.Pool, dataset: string) => {
+    const row = (await c.query<{ version: string; trimmed: string }>(
+      `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
+    )).rows[0];
+    return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0) };
+  };
+
+  const listener = createListener({
+    channel,
+    wakeRecords: options.wakeRecords ?? true,
+    connect: async () => {
+      const client = options.connectionString
+        ? new pg.Client({ connectionString: options.connectionString })
+        : new pg.Client(pool.options);
+      await client.connect();
+      return client;
+    },
+  });
+
+  return {
+    backend: 'postgres',
+    async append(dataset, record) {
+      checkDatasetName(dataset);
+      await ensure();
+      const ops = record.kind === 'abort' ? [] : record.ops;
+      try {
+        const result = await pool.query<{ v: string }>(`SELECT ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8) AS v`, [
+          dataset,
+          encodeRecord(record),
+          appliedOps(record).length > 0,
+          ops.map((op) => op.key),
+          ops.map((op) => isDelete(op)),
+          ops.map((op) => op.ifVersion ?? null),
+          ops.map((op) => (isDelete(op) ? null : JSON.stringify(op.value))),
+          channel,
+        ]);
+        return Number(result.rows[0]?.v);
+      } catch (error) {
+        const e = error as { code?: string; message?: string; detail?: string };
+        if (e.code === 'SY409') {
+          const key = String(e.message);
+          const expected = ops.find((op) => op.key === key)?.ifVersion ?? 0;
+          throw conflictError(dataset, key, expected, Number(e.detail ?? 0));
+        }
+        throw error;
+      }
+    },
+
+    async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
+      await ensure();
+      // One statement, so the trim point and the records come from one snapshot.
+      const rows = (await pool.query<{ trimmed: string; version: string | null; record: string | null }>(
+        `SELECT m.trimmed_through AS trimmed, l.version, l.record FROM ${s}.dataset_meta m
+         LEFT JOIN LATERAL (SELECT version, record FROM ${s}.dataset_log
+           WHERE dataset = m.dataset AND version > $2 ORDER BY version LIMIT $3) l ON true
+         WHERE m.dataset = $1 ORDER BY l.version`,
+        [dataset, afterVersion, limit],
+      )).rows;
+      const trimmed = Number(rows[0]?.trimmed ?? 0);
+      if (afterVersion < trimmed) return { kind: 'gap', trimmedThrough: trimmed };
+      const records = rows.flatMap((r) => (r.version === null || r.record === null ? [] : [decodeRecord(dataset, Number(r.version), r.record)]));
+      return { kind: 'records', records };
+    },
+
+    snapshot: (dataset) =>
+      tx('REPEATABLE READ', async (c): Promise<Snapshot> => {
+        const { version } = await readMeta(c, dataset);
+        const rows = (await c.query<{ key: string; value: string; version: string }>(
+          `SELECT key, value, version FROM ${s}.dataset_entries WHERE dataset = $1`, [dataset],
+        )).rows;
+        return { version, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: Number(r.version) })) };
+      }),
+
+    async watch(dataset, onWake) {
+      await ensure();
+      return listener.add(dataset, onWake);
+    },
+
+    async heartbeat(dataset, report) {
+      await ensure();
+      await pool.query(
+        `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
+        [dataset, report.replica, JSON.stringify(report)],
+      );
+    },
+
+    async leave(dataset, replica) {
+      await ensure();
+      await pool.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]);
+    },
+
+    async membership(dataset): Promise<Membership> {
+      await ensure();
+      const row = (await pool.query<{ head: string; reports: string[] }>(
+        `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
+                array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
+        [dataset],
+      )).rows[0];
+      return { head: Number(row?.head ?? 0), replicas: (row?.reports ?? []).map((r) => decodeReport(dataset, r)) };
+    },
+
+    trim: (dataset, throughVersion) =>
+      tx('READ COMMITTED', async (c) => {
+        await c.query(`INSERT INTO ${s}.dataset_meta VALUES ($1, 0, 0) ON CONFLICT DO NOTHING`, [dataset]);
+        const row = (await c.query<{ version: string; trimmed: string }>(
+          `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1 FOR UPDATE`, [dataset],
+        )).rows[0];
+        const point = Math.max(Number(row?.trimmed ?? 0), Math.min(throughVersion, Number(row?.version ?? 0)));
+        await c.query(`DELETE FROM ${s}.dataset_log WHERE dataset = $1 AND version <= $2`, [dataset, point]);
+        await c.query(`UPDATE ${s}.dataset_meta SET trimmed_through = $2 WHERE dataset = $1`, [dataset, point]);
+        return point;
+      }),
+
+    async close() {
+      await listener.close();
+      if (ownPool && !pool.ended) await pool.end();
+    },
+  };
+}

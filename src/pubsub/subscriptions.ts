@@ -1,0 +1,148 @@
+/**
+ * `subscriptions(options)`: message-driven publish/subscribe as an endpoint feature.
+ *
+ * Subscriber side: at start (feature.start, after receiving began) the endpoint subscribes to
+ * every event it handles: it sends a subscribe message to the publisher, found by the endpoint's
+ * routes (events are routed to the endpoint that publishes them, like commands to their owner),
+ * naming its public address. With sender-side distribution each instance subscribes with its
+ * own queue, to every mapped instance of the publisher. Transports with native pub/sub bind
+ * the queue instead and send nothing.
+ *
+ * Publisher side: subscribe / unsubscribe messages are validated (the event type must be known
+ * and published here: listed in `publishes`, or, without that list, routed to this endpoint) and
+ * written to the shared store; anything wrong throws, so the message goes to the error queue
+ * with the reason. `publishDestinations` gives one address per logical subscriber (fanout.ts).
+ */
+import { systemClock, type Clock } from '../core/clock.js';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { EndpointFeature, FeatureHost } from '../core/feature.js';
+import { sharedAddress } from '../core/identity.js';
+import { enclosedTypes, type EventDefinition } from '../core/messages.js';
+import type { InstanceMapping } from '../scaleout/instance-mapping.js';
+import { PublishFanout } from './fanout.js';
+import { readSubscriptionRequest, subscriptionRequestHeaders, type SubscriptionIntent } from './protocol.js';
+import type { SubscriptionStore } from './store.js';
+
+export interface SubscriptionsOptions {
+  /** Where a publisher keeps its subscribers; every instance of the publisher uses the same store. Publishers only. */
+  store?: SubscriptionStore;
+  /** The events this endpoint publishes (and their parents). Without it, the events its routes send to itself. */
+  publishes?: readonly EventDefinition[];
+  /** Subscribe at start to every event the endpoint handles (default true). */
+  autoSubscribe?: boolean;
+  /** How long a publisher reuses what it read from the store (default 5000 ms; 0 reads on every publish). */
+  cacheMs?: number;
+  /** Sender-side distribution: the same instanceMapping() feature passed in `features`. */
+  instanceMapping?: InstanceMapping;
+  /** Time source for the cache (tests). */
+  clock?: Clock;
+}
+
+export interface Subscriptions extends EndpointFeature {
+  /** Subscribes this endpoint to `event` now (it needs a handler for it to do anything useful). */
+  subscribe(event: EventDefinition): Promise<void>;
+  /** Withdraws this endpoint's (this instance's, with sender-side distribution) subscription to `event`. */
+  unsubscribe(event: EventDefinition): Promise<void>;
+}
+
+function optionError(problem: string, fix: string): SwitchyardError {
+  return new SwitchyardError(ErrorCodes.CONFIG, `subscriptions(): ${problem}.`, { fix });
+}
+
+export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions {
+  const cacheMs = options.cacheMs ?? 5000;
+  if (!Number.isInteger(cacheMs) || cacheMs < 0) throw optionError(`\`cacheMs\` is ${String(options.cacheMs)}`, 'Use a whole number of milliseconds, 0 or more (default 5000).');
+  for (const event of options.publishes ?? []) {
+    if (event?.kind !== 'event') throw optionError(`\`publishes\` lists ${String(event?.typeName)}, which is not an event`, 'List events defined with defineEvent().');
+  }
+  const { store } = options;
+  const published = options.publishes ? new Set(options.publishes.flatMap((e) => enclosedTypes(e))) : undefined;
+  const fanout = store
+    ? new PublishFanout({ store, cacheMs, clock: options.clock ?? systemClock, addressesOf: options.instanceMapping?.addressesOf })
+    : undefined;
+  let host: FeatureHost | undefined;
+
+  const requireHost = (action: string): FeatureHost => {
+    if (!host) {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, `Cannot ${action}: the endpoint using this subscriptions() feature has not started.`, {
+        fix: 'Pass the feature in createEndpoint({ features }) and await endpoint.start() first.',
+      });
+    }
+    return host;
+  };
+
+  const request = async (intent: SubscriptionIntent, event: EventDefinition) => {
+    const h = requireHost(`${intent} to ${event?.typeName}`);
+    if (event?.kind !== 'event') throw new SwitchyardError(ErrorCodes.WRONG_INTENT, `Cannot ${intent} to ${String(event?.typeName)}: only events are published.`, { fix: 'Subscribe to events defined with defineEvent().' });
+    if (h.transport.capabilities.nativePubSub) {
+      if (intent === 'subscribe') await h.transport.subscribe?.(h.publicAddress, event.typeName);
+      else await h.transport.unsubscribe?.(h.publicAddress, event.typeName);
+      return;
+    }
+    const publisher = h.routeOf(event.typeName);
+    if (publisher === undefined) {
+      throw new SwitchyardError(ErrorCodes.NO_ROUTE, `Endpoint ${h.identity.endpoint} cannot ${intent} to ${event.typeName}: no route names the endpoint that publishes it.`, {
+        fix: `Add routes: { '${event.typeName}': '<Publisher>' } (or '${event.typeName.split('.')[0]}.*') to ${h.identity.endpoint}'s options, or turn off autoSubscribe and subscribe explicitly.`,
+      });
+    }
+    const message = h.controlMessage(intent, subscriptionRequestHeaders(event.typeName, h.identity, h.publicAddress));
+    // Every mapped publisher instance hears it (each then clears its own cache); the store makes repeats harmless.
+    const destinations = options.instanceMapping?.addressesOf(publisher) ?? [sharedAddress(publisher)];
+    // The publisher may not have started yet: its queue then holds the request until it does.
+    for (const destination of destinations) await h.transport.createQueue(destination);
+    await h.dispatch(destinations.map((destination) => ({ destination, message })));
+  };
+
+  const publishesHere = (h: FeatureHost, typeName: string) =>
+    published ? published.has(typeName) : h.routeOf(typeName) === h.identity.endpoint;
+
+  return {
+    name: 'subscriptions',
+    controlIntents: ['subscribe', 'unsubscribe'],
+    async setup(h) {
+      host = h;
+      for (const event of options.publishes ?? []) h.registry.add(event);
+    },
+    async start(h) {
+      if (options.autoSubscribe === false) return;
+      for (const event of h.handledEvents) await request('subscribe', event);
+      if (h.handledEvents.length > 0) h.logger.info(`subscribed to ${h.handledEvents.map((e) => e.typeName).join(', ')} with address ${h.publicAddress}`);
+    },
+    async stop() {
+      await store?.close();
+    },
+    async handleControl({ message }) {
+      const h = requireHost('handle a subscription message');
+      const { intent, subscription } = readSubscriptionRequest(message.headers);
+      const { messageType, endpoint } = subscription;
+      const refuse = (code: typeof ErrorCodes.NOT_PUBLISHER | typeof ErrorCodes.UNKNOWN_MESSAGE_TYPE, problem: string, fix: string) =>
+        new SwitchyardError(code, `${endpoint} asked ${h.identity.endpoint} to ${intent} to ${messageType}, but ${problem}.`, { fix });
+      if (!store || !fanout) {
+        throw refuse(ErrorCodes.NOT_PUBLISHER, `${h.identity.endpoint} has no subscription store, so it publishes nothing`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or give ${h.identity.endpoint} subscriptions({ store }).`);
+      }
+      if (!publishesHere(h, messageType)) {
+        const why = published ? `it is not in its \`publishes\` list (${[...published].join(', ')})` : `its routes send ${messageType} to ${h.routeOf(messageType) ?? 'no endpoint'}`;
+        throw refuse(ErrorCodes.NOT_PUBLISHER, `${h.identity.endpoint} does not publish it: ${why}`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or add it to ${h.identity.endpoint}'s subscriptions({ publishes }).`);
+      }
+      // Routed here by a namespace route, yet not an event this endpoint knows: a typo or a stale subscriber.
+      if (h.registry.get(messageType)?.kind !== 'event') {
+        throw refuse(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `${h.identity.endpoint} knows no event of that name`, `List it in subscriptions({ publishes: [...] }) or \`messages\` on ${h.identity.endpoint}, or fix the type name in ${endpoint}.`);
+      }
+      if (intent === 'subscribe') await store.subscribe(subscription);
+      else await store.unsubscribe(subscription);
+      fanout.invalidate();
+      h.logger.info(`${intent}d: ${endpoint}${subscription.instance ? ` instance ${subscription.instance}` : ''} at ${subscription.address} to ${messageType}`);
+      return [];
+    },
+    async publishDestinations(types) {
+      if (!fanout) {
+        throw new SwitchyardError(ErrorCodes.CONFIG, `Cannot publish ${types[0] ?? 'an event'}: this endpoint's subscriptions() feature has no store.`, {
+          fix: 'Give the publishing endpoint subscriptions({ store }); every instance of it must use the same store.',
+        });
+      }
+      return fanout.destinations(types);
+    },
+    subscribe: (event) => request('subscribe', event),
+    unsubscribe: (event) => request('unsubscribe', event),
+  };
+}

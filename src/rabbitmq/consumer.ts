@@ -1,0 +1,202 @@
+/**
+ * A push consumer behind the pull `receive()` of the transport port: one channel per queue,
+ * deliveries land in a local buffer and wake a waiting receive.
+ *
+ * The "lease" on RabbitMQ is the channel: a delivery can only be acked on the channel it came
+ * on, and when that channel (or its connection) closes the broker requeues it. So each delivery's
+ * signal aborts when its channel closes, and settling it afterwards raises SY_ERR_LEASE_LOST
+ * (complete) or does nothing (abandon). Undelivered buffered messages of a closed channel are
+ * dropped from the buffer: the broker gives them to another consumer.
+ *
+ * Prefetch (how many unacked deliveries the broker pushes) is `prefetch` when set, otherwise the
+ * largest `max` a receive asked for: the pump asks for its free slots, so that is its concurrency.
+ */
+import { setMaxListeners } from 'node:events';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { Address } from '../core/identity.js';
+import { leaseLost, waitForWake } from '../core/leases.js';
+import type { Outgoing, Receipt, TransportMessage } from '../core/transport.js';
+import type { BrokerConnection } from './connection.js';
+import { brokerError } from './errors.js';
+import { DELIVERY_BASE_HEADER, fromAmqp } from './wire.js';
+
+export interface ConsumerDeps {
+  readonly connection: BrokerConnection;
+  readonly url: string;
+  readonly prefetch: number | undefined;
+  /** Publishes with confirms (the transport's dispatch). */
+  publish(batch: readonly Outgoing[], options?: { retry?: boolean }): Promise<void>;
+}
+
+interface Delivery {
+  readonly raw: ConsumeMessage;
+  readonly channel: Channel;
+  readonly signal: AbortSignal;
+}
+
+export class QueueConsumer {
+  private buffer: Delivery[] = [];
+  private readonly wakers = new Set<() => void>();
+  private channel: Channel | undefined;
+  private lease: AbortController | undefined;
+  private starting: Promise<void> | undefined;
+  private prefetch = 0;
+
+  constructor(
+    private readonly address: Address,
+    private readonly deps: ConsumerDeps,
+  ) {}
+
+  /** Starts consuming (or raises the prefetch) so that `max` deliveries can be handed out. */
+  async ensure(max: number, timeoutMs: number): Promise<void> {
+    const wanted = this.deps.prefetch ?? Math.max(this.prefetch, max);
+    if (this.channel) {
+      if (wanted > this.prefetch) {
+        this.prefetch = wanted;
+        await this.channel.prefetch(wanted);
+      }
+      return;
+    }
+    this.starting ??= this.start(wanted, timeoutMs).finally(() => (this.starting = undefined));
+    await this.starting;
+  }
+
+  private async start(prefetch: number, timeoutMs: number): Promise<void> {
+    const channel = await this.deps.connection.channel(timeoutMs);
+    const lease = new AbortController();
+    setMaxListeners(0, lease.signal); // one listener per unsettled delivery, up to the prefetch
+    channel.on('close', () => this.channelClosed(channel, lease));
+    try {
+      await channel.prefetch(prefetch);
+      await channel.consume(this.address, (raw) => this.delivered(channel, lease.signal, raw), { noAck: false });
+    } catch (error) {
+      await channel.close().catch(() => undefined);
+      throw brokerError(error, `consuming from queue ${this.address}`, this.deps.url);
+    }
+    // Closed while starting (a connection that dropped again): keeping it would stall this queue.
+    if (lease.signal.aborted) throw brokerError(new Error('the channel closed while the consumer started'), `consuming from queue ${this.address}`, this.deps.url);
+    this.channel = channel;
+    this.lease = lease;
+    this.prefetch = prefetch;
+  }
+
+  private delivered(channel: Channel, signal: AbortSignal, raw: ConsumeMessage | null): void {
+    if (raw === null) {
+      // The broker cancelled the consumer (queue deleted): the next receive starts a new one.
+      void channel.close().catch(() => undefined);
+      return;
+    }
+    this.buffer.push({ raw, channel, signal });
+    for (const wake of [...this.wakers]) wake();
+  }
+
+  private channelClosed(channel: Channel, lease: AbortController): void {
+    if (!lease.signal.aborted) lease.abort(new SwitchyardError(ErrorCodes.LEASE_LOST, `The channel consuming from ${this.address} closed; its deliveries go back to the queue.`));
+    this.buffer = this.buffer.filter((d) => d.channel !== channel);
+    if (this.channel === channel) this.channel = undefined;
+  }
+
+  /** The connection is gone: its channels are, too (in case a channel's own close event is late). */
+  connectionLost(): void {
+    const channel = this.channel;
+    if (channel && this.lease) this.channelClosed(channel, this.lease);
+  }
+
+  /** Hands out up to `max` buffered deliveries, waiting up to `waitMs` for the first. */
+  async take(max: number, waitMs: number, signal: AbortSignal): Promise<Receipt[]> {
+    if (this.buffer.length === 0 && waitMs > 0) {
+      await waitForWake(
+        (wake) => {
+          this.wakers.add(wake);
+          return () => this.wakers.delete(wake);
+        },
+        waitMs,
+        signal,
+      );
+    }
+    return this.buffer.splice(0, max).map((d) => this.receipt(d));
+  }
+
+  private receipt({ raw, channel, signal }: Delivery): Receipt {
+    const message: TransportMessage = fromAmqp(raw);
+    const address = this.address;
+    const deps = this.deps;
+    let settled = false;
+    // The receipt's own signal follows the channel until the receipt is settled, and no longer:
+    // closing the channel later (transport stop) must not abort a handler that already finished.
+    const own = new AbortController();
+    const follow = () => own.abort(signal.reason);
+    if (signal.aborted) follow();
+    else signal.addEventListener('abort', follow, { once: true });
+    const done = () => {
+      settled = true;
+      signal.removeEventListener('abort', follow);
+    };
+    const ack = () => {
+      try {
+        channel.ack(raw);
+      } catch {
+        throw leaseLost(address, message.id);
+      }
+    };
+    return {
+      message,
+      address,
+      deliveryCount: deliveryCountOf(raw),
+      signal: own.signal,
+      async complete(outgoing: readonly Outgoing[] = []) {
+        if (signal.aborted || settled) throw leaseLost(address, message.id);
+        // Sends first, confirmed; then the ack. A loss in between duplicates, never loses.
+        if (outgoing.length > 0) {
+          try {
+            await deps.publish(outgoing, { retry: false });
+          } catch (error) {
+            throw signal.aborted ? leaseLost(address, message.id) : error;
+          }
+        }
+        if (signal.aborted) throw leaseLost(address, message.id);
+        done();
+        ack();
+      },
+      async abandon(delayMs = 0) {
+        if (signal.aborted || settled) return;
+        done();
+        try {
+          if (delayMs > 0) {
+            const count = String(deliveryCountOf(raw));
+            const copy = { ...message, headers: { ...message.headers, [DELIVERY_BASE_HEADER]: count } };
+            await deps.publish([{ destination: address, message: copy, deliverAt: Date.now() + delayMs }]);
+            if (!signal.aborted) channel.ack(raw);
+          } else {
+            channel.nack(raw, false, true);
+          }
+        } catch {
+          // The delayed copy was not confirmed: put the message back now instead (never lose it).
+          try {
+            if (!signal.aborted) channel.nack(raw, false, true);
+          } catch {
+            // Channel gone: the broker requeues the message itself.
+          }
+        }
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    const channel = this.channel;
+    this.channel = undefined;
+    this.lease?.abort(new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The transport closed.'));
+    this.buffer = [];
+    await channel?.close().catch(() => undefined);
+  }
+}
+
+/** Quorum queues count returns in x-delivery-count; classic ones only say "redelivered". */
+function deliveryCountOf(raw: ConsumeMessage): number {
+  const headers = raw.properties.headers ?? {};
+  const base = Number(headers[DELIVERY_BASE_HEADER] ?? 0) || 0;
+  const returned = headers['x-delivery-count'];
+  const count = typeof returned === 'number' ? returned + 1 : raw.fields.redelivered ? 2 : 1;
+  return base + count;
+}

@@ -1,0 +1,163 @@
+/**
+ * The RabbitMQ transport: durable queues (quorum by default), native publish/subscribe through
+ * one fanout exchange per event type, delayed delivery through a TTL delay topology, publisher
+ * confirms and manual acks. See docs/rabbitmq.md.
+ *
+ * complete(outgoing) publishes the outgoing messages and waits for their confirms, and only then
+ * acks the received one (capabilities.atomicSendWithReceive = false): a crash or connection loss
+ * between the two leaves the received message to be delivered again, so its sends may be
+ * duplicated but are never lost. Handlers must be idempotent (or deduplicate on message id).
+ */
+import type { ConnectionOptions as TlsOptions } from 'node:tls';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { Address } from '../core/identity.js';
+import { consoleLogger, type Logger } from '../core/logger.js';
+import type { QueueAdmin, Receipt, ReceiveOptions, Transport } from '../core/transport.js';
+import { rabbitmqAdmin } from './admin.js';
+import { BrokerConnection, notOpen, type ConnectionState, type ConnectionStateChange } from './connection.js';
+import { QueueConsumer } from './consumer.js';
+import { Declarations } from './declarations.js';
+import { Publisher } from './publisher.js';
+import { queueSpec, subscriptionSpecs, type QueueType } from './topology.js';
+
+export interface RabbitMqTransportOptions {
+  /** `amqp://user:password@host:5672/vhost` (or `amqps://` for TLS). */
+  url: string;
+  /** Type of the queues Switchyard declares (default `quorum`: replicated, durable, delivery counts). */
+  queueType?: QueueType;
+  /** Unacked deliveries per queue consumer. Default: the pump's concurrency (the largest receive `max`). */
+  prefetch?: number;
+  /** Declare queues, exchanges and bindings (default true). False: only check they exist; see rabbitmqTopology(). */
+  createTopology?: boolean;
+  /** AMQP heartbeat in seconds (default 10): how fast a dead peer is noticed, on both sides. */
+  heartbeatSeconds?: number;
+  /** Reconnect backoff: first delay (default 100 ms), doubled per attempt up to `maxDelayMs` (default 5000), jittered. */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** How long a send waits for a lost connection to come back before failing (default 30 s). */
+  sendTimeoutMs?: number;
+  /** TLS settings for `amqps://` (ca, cert, key, servername, ...); hostnames are verified by default. */
+  tls?: TlsOptions;
+  logger?: Logger;
+  /** Called on each connection state change (also logged as one line). */
+  onStateChange?: (change: ConnectionStateChange) => void;
+}
+
+export interface RabbitMqTransport extends Transport {
+  /** The connection's state: `connected`, `reconnecting`, ... */
+  readonly state: ConnectionState;
+}
+
+export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTransport {
+  const settings = checkOptions(options);
+  const connection = new BrokerConnection({
+    url: settings.url,
+    heartbeatSeconds: settings.heartbeatSeconds,
+    reconnectInitialDelayMs: options.reconnect?.initialDelayMs ?? 100,
+    reconnectMaxDelayMs: options.reconnect?.maxDelayMs ?? 5000,
+    tls: options.tls,
+    logger: options.logger ?? consoleLogger('rabbitmq'),
+    onStateChange: options.onStateChange,
+  });
+  const declarations = new Declarations(connection, { url: settings.url, createTopology: settings.createTopology, timeoutMs: settings.sendTimeoutMs });
+  const publisher = new Publisher(connection, declarations, settings);
+  const publish = (batch: Parameters<Publisher['publish']>[0], publishOptions?: { retry?: boolean }) => publisher.publish(batch, publishOptions);
+  const consumers = new Map<Address, QueueConsumer>();
+  connection.onLost(() => {
+    for (const consumer of consumers.values()) consumer.connectionLost();
+  });
+  let opened = false;
+  let closed = false;
+
+  const requireOpen = () => {
+    if (!opened || closed) throw notOpen();
+  };
+
+  const admin: QueueAdmin = rabbitmqAdmin(connection, declarations, publish, { url: settings.url, timeoutMs: settings.sendTimeoutMs });
+
+  return {
+    name: 'rabbitmq',
+    capabilities: { delayedDelivery: true, nativePubSub: true, atomicSendWithReceive: false, competingConsumers: true },
+    admin,
+    get state() {
+      return connection.state;
+    },
+    async open() {
+      if (closed) throw notOpen();
+      await connection.open();
+      opened = true;
+    },
+    async createQueue(address) {
+      requireOpen();
+      await declarations.ensure([queueSpec(address, settings.queueType)]);
+    },
+    async queueExists(address) {
+      requireOpen();
+      return declarations.queueExists(address);
+    },
+    async dispatch(batch) {
+      requireOpen();
+      await publish(batch);
+    },
+    async receive(address: Address, { max, waitMs, signal }: ReceiveOptions): Promise<Receipt[]> {
+      if (closed || signal.aborted) return [];
+      requireOpen();
+      if (connection.state !== 'connected') {
+        // Reconnecting: wait quietly (the connection logs its own state); the pump asks again.
+        const up = await connection.whenConnected(waitMs).then(() => true, () => false);
+        if (!up) return [];
+      }
+      let consumer = consumers.get(address);
+      if (!consumer) consumers.set(address, (consumer = new QueueConsumer(address, { connection, url: settings.url, prefetch: options.prefetch, publish })));
+      try {
+        await consumer.ensure(max, settings.sendTimeoutMs);
+      } catch (error) {
+        // The connection dropped while the consumer started: the reconnect logs it; ask again later.
+        if (connection.state !== 'connected') return [];
+        throw error;
+      }
+      return consumer.take(max, waitMs, signal);
+    },
+    async subscribe(address, eventType) {
+      requireOpen();
+      await declarations.ensure(subscriptionSpecs(address, eventType));
+    },
+    async unsubscribe(address, eventType) {
+      requireOpen();
+      if (!settings.createTopology) return;
+      await connection.declaring(settings.sendTimeoutMs, (channel) => channel.unbindQueue(address, eventType, ''));
+      declarations.forget(subscriptionSpecs(address, eventType).filter((s) => s.kind === 'binding'));
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all([...consumers.values()].map((c) => c.stop()));
+      consumers.clear();
+      await connection.close();
+    },
+  };
+}
+
+function checkOptions(options: RabbitMqTransportOptions) {
+  const bad = (setting: string, value: unknown, fix: string) =>
+    new SwitchyardError(ErrorCodes.CONFIG, `RabbitMQ transport option \`${setting}\` is ${JSON.stringify(value)}.`, { fix });
+  if (!options || typeof options.url !== 'string' || !/^amqps?:\/\//.test(options.url)) {
+    throw bad('url', options?.url, "Pass the broker url, e.g. rabbitmqTransport({ url: 'amqp://guest:guest@127.0.0.1:5672' }).");
+  }
+  const queueType = options.queueType ?? 'quorum';
+  if (queueType !== 'quorum' && queueType !== 'classic') throw bad('queueType', queueType, "Use 'quorum' (default) or 'classic'.");
+  const positive = (setting: string, value: number | undefined, fallback: number, max: number) => {
+    if (value === undefined) return fallback;
+    if (!Number.isInteger(value) || value < 0 || value > max) throw bad(setting, value, `Use a whole number from 0 to ${max}.`);
+    return value;
+  };
+  if (options.prefetch !== undefined && (!Number.isInteger(options.prefetch) || options.prefetch < 1 || options.prefetch > 65_535)) {
+    throw bad('prefetch', options.prefetch, 'Use a whole number from 1 to 65535, or leave it out to follow the endpoint concurrency.');
+  }
+  return {
+    url: options.url,
+    queueType,
+    createTopology: options.createTopology ?? true,
+    heartbeatSeconds: positive('heartbeatSeconds', options.heartbeatSeconds, 10, 600),
+    sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 30_000, 3_600_000),
+  };
+}

@@ -1,0 +1,233 @@
+/**
+ * Redis dataset store: a hash snapshot plus a stream change log.
+ *
+ * Keys per dataset (hash-tagged so one dataset lives in one cluster slot):
+ *   <prefix>:{<dataset>}:meta      hash  version, trimmed
+ *   <prefix>:{<dataset>}:entries   hash  key -> "<version>:<json>"
+ *   <prefix>:{<dataset>}:log       stream, entry id "<version>-0", field r = record JSON
+ *   <prefix>:{<dataset>}:replicas  hash  replica -> report JSON
+ * `append` is one Lua script (atomic): check conditions, HINCRBY the version, change entries,
+ * XADD with the version as the stream id, PUBLISH a wake-up. Resume is XRANGE from the last
+ * applied version; a trimmed stream (XTRIM MINID) answers "gap" and the replica reads the hash.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import {
+  appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+} from '../datasets/records.js';
+import type { DatasetStore, LogRecord, ReadResult, Snapshot } from '../datasets/store.js';
+
+/** Parses a wake-up payload "<version>\n<record>"; undefined when it carries no usable record. */
+function hintOf(dataset: string, payload: string): LogRecord | undefined {
+  const nl = payload.indexOf('\n');
+  if (nl < 0) return undefined;
+  try {
+    return decodeRecord(dataset, Number(payload.slice(0, nl)), payload.slice(nl + 1));
+  } catch {
+    return undefined; // a hint only: the log read covers it
+  }
+}
+
+export interface RedisDatasetStoreOptions {
+  /** e.g. `redis://127.0.0.1:6379`; or pass `client`. */
+  url?: string;
+  /** A client you own (not closed by close()); the subscriber connection is duplicated from it. */
+  client?: Redis;
+  /** Key prefix (default `sy`). */
+  prefix?: string;
+  /**
+   * Apply the record a wake-up carries instead of reading it (default true; saves a read per
+   * replica per write). A wake-up is not authenticated: with this on, anyone who can PUBLISH on this Redis
+   * can feed replicas data. Turn it off when untrusted clients can reach the server.
+   */
+  wakeRecords?: boolean;
+}
+
+// KEYS: meta, entries, log. ARGV: record, apply(1/0), channel, dataset, nOps, then per op: key, del(1/0), ifVersion ('' = none), value JSON.
+// Returns {version} or {-1, key, actualVersion}.
+const APPEND = `
+local n = tonumber(ARGV[5])
+for i = 0, n - 1 do
+  local b = 6 + i * 4
+  if ARGV[b + 2] ~= '' then
+    local cur = redis.call('HGET', KEYS[2], ARGV[b])
+    local v = 0
+    if cur then v = tonumber(string.match(cur, '^(%d+):')) end
+    if v ~= tonumber(ARGV[b + 2]) then return {-1, ARGV[b], v} end
+  end
+end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+if ARGV[2] == '1' then
+  for i = 0, n - 1 do
+    local b = 6 + i * 4
+    if ARGV[b + 1] == '1' then redis.call('HDEL', KEYS[2], ARGV[b])
+    else redis.call('HSET', KEYS[2], ARGV[b], version .. ':' .. ARGV[b + 3]) end
+  end
+end
+redis.call('XADD', KEYS[3], version .. '-0', 'r', ARGV[1])
+-- The wake-up carries the record when small, so replicas at version - 1 need not read it.
+if string.len(ARGV[1]) <= 65536 then redis.call('PUBLISH', ARGV[3], version .. '\\n' .. ARGV[1])
+else redis.call('PUBLISH', ARGV[3], tostring(version)) end
+return {version}
+`;
+
+// KEYS: meta, log. ARGV: through. Returns the new trim point.
+const TRIM = `
+local head = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local old = tonumber(redis.call('HGET', KEYS[1], 'trimmed') or '0')
+local point = math.max(old, math.min(tonumber(ARGV[1]), head))
+redis.call('XTRIM', KEYS[2], 'MINID', (point + 1) .. '-0')
+redis.call('HSET', KEYS[1], 'trimmed', point)
+return point
+`;
+
+export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetStore {
+  if (!options.client && !options.url) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, 'redisDatasetStore needs a url or a client.', {
+      fix: "Pass { url: 'redis://127.0.0.1:6379' } or { client }.",
+    });
+  }
+  const prefix = options.prefix ?? 'sy';
+  const base: RedisOptions = { maxRetriesPerRequest: 2, lazyConnect: false };
+  const redis = options.client ?? new Redis(options.url ?? '', base);
+  const own = !options.client;
+  if (own) redis.on('error', () => undefined); // surfaced through failed commands; ioredis reconnects
+  const keys = (dataset: string) => {
+    checkDatasetName(dataset);
+    const k = `${prefix}:{${dataset}}`;
+    return { meta: `${k}:meta`, entries: `${k}:entries`, log: `${k}:log`, replicas: `${k}:replicas` };
+  };
+  const channel = (dataset: string) => `${prefix}:datasets:wake:${dataset}`;
+
+  let sub: Redis | undefined;
+  const watchers = new Map<string, Set<(hint?: LogRecord) => void>>();
+  const subscriber = (): Redis => {
+    if (sub) return sub;
+    const s = redis.duplicate();
+    s.on('error', () => undefined);
+    s.on('message', (ch: string, payload: string) => {
+      for (const [dataset, set] of watchers) {
+        if (channel(dataset) !== ch) continue;
+        const hint = options.wakeRecords === false ? undefined : hintOf(dataset, payload);
+        for (const wake of set) wake(hint);
+      }
+    });
+    // ioredis resubscribes after a reconnect; wake everyone for the catch-up read.
+    let first = true;
+    s.on('ready', () => {
+      if (first) first = false;
+      else for (const set of watchers.values()) for (const wake of set) wake();
+    });
+    sub = s;
+    return s;
+  };
+
+  const metaOf = (fields: (string | null)[] | null | undefined) => ({
+    version: Number(fields?.[0] ?? 0),
+    trimmed: Number(fields?.[1] ?? 0),
+  });
+
+  return {
+    backend: 'redis',
+    async append(dataset, record) {
+      const k = keys(dataset);
+      const conditions = new Map(conditionsOf(record).map((c) => [c.key, c.ifVersion]));
+      const ops = record.kind === 'abort' ? [] : record.ops;
+      const apply = appliedOps(record).length > 0 ? '1' : '0';
+      const args: (string | number)[] = [encodeRecord(record), apply, channel(dataset), dataset, ops.length];
+      for (const op of ops) {
+        args.push(op.key, isDelete(op) ? '1' : '0', op.ifVersion === undefined ? '' : String(op.ifVersion), isDelete(op) ? '' : JSON.stringify(op.value));
+      }
+      const result = (await redis.eval(APPEND, 3, k.meta, k.entries, k.log, ...args)) as [number, string?, number?];
+      if (result[0] === -1) throw conflictError(dataset, String(result[1]), conditions.get(String(result[1])) ?? 0, Number(result[2]));
+      return Number(result[0]);
+    },
+
+    async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
+      const k = keys(dataset);
+      const res = await redis
+        .multi()
+        .hmget(k.meta, 'version', 'trimmed')
+        .xrange(k.log, `${afterVersion + 1}-0`, '+', 'COUNT', limit)
+        .exec();
+      if (!res) throw new Error('redis transaction aborted');
+      const [metaErr, metaVal] = res[0] ?? [];
+      const [logErr, logVal] = res[1] ?? [];
+      if (metaErr || logErr) throw metaErr ?? logErr;
+      const m = metaOf(metaVal as (string | null)[]);
+      if (afterVersion < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed };
+      const records: LogRecord[] = (logVal as [string, string[]][]).map(([id, fields]) => {
+        const version = Number(id.slice(0, id.indexOf('-')));
+        return decodeRecord(dataset, version, fields[fields.indexOf('r') + 1] ?? '');
+      });
+      return { kind: 'records', records };
+    },
+
+    async snapshot(dataset): Promise<Snapshot> {
+      const k = keys(dataset);
+      const res = await redis.multi().hget(k.meta, 'version').hgetall(k.entries).exec();
+      if (!res) throw new Error('redis transaction aborted');
+      const err = res[0]?.[0] ?? res[1]?.[0];
+      if (err) throw err;
+      const version = Number((res[0]?.[1] as string | null) ?? 0);
+      const all = (res[1]?.[1] ?? {}) as Record<string, string>;
+      const entries = Object.entries(all).map(([key, stored]) => {
+        const at = stored.indexOf(':');
+        return { key, version: Number(stored.slice(0, at)), value: decodeValue(dataset, key, stored.slice(at + 1)) };
+      });
+      return { version, entries };
+    },
+
+    async watch(dataset, onWake) {
+      keys(dataset);
+      let set = watchers.get(dataset);
+      const s = subscriber();
+      if (!set) {
+        watchers.set(dataset, (set = new Set()));
+        await s.subscribe(channel(dataset)).catch(() => undefined); // the catch-up read covers a failed subscribe
+      }
+      const wake = (hint?: LogRecord) => onWake(hint);
+      set.add(wake);
+      return async () => {
+        set.delete(wake);
+        if (set.size === 0) {
+          watchers.delete(dataset);
+          await s.unsubscribe(channel(dataset)).catch(() => undefined);
+        }
+      };
+    },
+
+    async heartbeat(dataset, report) {
+      await redis.hset(keys(dataset).replicas, report.replica, JSON.stringify(report));
+    },
+
+    async leave(dataset, replica) {
+      await redis.hdel(keys(dataset).replicas, replica);
+    },
+
+    async membership(dataset) {
+      const k = keys(dataset);
+      const res = await redis.multi().hget(k.meta, 'version').hvals(k.replicas).exec();
+      if (!res) throw new Error('redis transaction aborted');
+      const err = res[0]?.[0] ?? res[1]?.[0];
+      if (err) throw err;
+      return {
+        head: Number((res[0]?.[1] as string | null) ?? 0),
+        replicas: ((res[1]?.[1] ?? []) as string[]).map((r) => decodeReport(dataset, r)),
+      };
+    },
+
+    async trim(dataset, throughVersion) {
+      const k = keys(dataset);
+      return Number(await redis.eval(TRIM, 2, k.meta, k.log, Math.max(0, Math.floor(throughVersion))));
+    },
+
+    async close() {
+      const s = sub;
+      sub = undefined;
+      watchers.clear();
+      if (s) s.disconnect();
+      if (own) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}

@@ -1,0 +1,102 @@
+/**
+ * `distributorWorker({ distributor })`: the worker side of the distributor protocol, as an
+ * endpoint feature. Use it on an endpoint that receives only from its own instance queue:
+ *
+ *   createEndpoint({ name: 'Sales', queues: { shared: false, instance: true },
+ *                    features: [distributorWorker({ distributor: 'Sales' })], ... })
+ *
+ * - setup: the endpoint's public address becomes the distributor's data queue, so replies,
+ *   subscriptions, deferred messages and delayed retries come back through the distributor;
+ * - start: a new session id; ready `start` with capacity = the endpoint's concurrency;
+ *   heartbeats on a timer;
+ * - each settled message that the distributor forwarded under the CURRENT session returns its
+ *   slot (ready, capacity 1), sent atomically with the completion. Nothing else does: not an
+ *   immediate retry (the endpoint does not settle those), not a direct send, not a message of an
+ *   earlier session still in the queue — so capacity is returned exactly once per forward;
+ * - stopping: withdraw (free slots dropped; queued messages handed back where the transport can).
+ */
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { EndpointFeature, FeatureHost } from '../core/feature.js';
+import { randomId } from '../core/ids.js';
+import { checkName, sharedAddress, type Address, type EndpointName } from '../core/identity.js';
+import type { Outgoing, TransportMessage } from '../core/transport.js';
+import { controlAddress, DistributorHeaders, type ReadyKind } from './distributor-protocol.js';
+
+export interface DistributorWorkerOptions {
+  /** The logical endpoint whose distributor feeds this worker (usually this endpoint's own name). */
+  distributor: EndpointName;
+  /** Slots announced on start (default: the endpoint's concurrency). */
+  capacity?: number;
+  /** How often to tell the distributor this worker is alive (default 5000; keep it < 1/3 of the distributor's workerTimeoutMs). */
+  heartbeatMs?: number;
+}
+
+export function distributorWorker(options: DistributorWorkerOptions): EndpointFeature {
+  const distributor = checkName('Distributor (option `distributor` of distributorWorker)', options.distributor);
+  const data = sharedAddress(distributor);
+  const control = controlAddress(distributor);
+  const heartbeatMs = options.heartbeatMs ?? 5000;
+  if (!(heartbeatMs > 0)) throw configError('heartbeatMs', String(heartbeatMs), 'Use a positive number of milliseconds (default 5000).');
+  if (options.capacity !== undefined && (!Number.isInteger(options.capacity) || options.capacity < 1 || options.capacity > 10_000)) {
+    throw configError('capacity', String(options.capacity), 'Use a whole number from 1 to 10000, or leave it unset to use the endpoint concurrency.');
+  }
+  let host: FeatureHost | undefined;
+  let worker: Address = '';
+  let session = '';
+  let capacity = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  const ready = (kind: ReadyKind, extra: { capacity: number; slot?: string }): Outgoing => ({
+    destination: control,
+    message: host!.controlMessage('ready', {}, { kind, worker, session, ...extra }),
+  });
+
+  const stopHeartbeat = () => {
+    if (timer) clearInterval(timer);
+    timer = undefined;
+  };
+
+  return {
+    name: 'distributor-worker',
+    async setup(h) {
+      if (h.publicAddress !== h.identity.address) {
+        throw new SwitchyardError(ErrorCodes.CONFIG, `distributorWorker needs an endpoint that receives only from its instance queue, but ${h.identity.endpoint} receives from ${h.publicAddress}.`, {
+          fix: "Pass queues: { shared: false, instance: true } to createEndpoint: the distributor owns the shared address.",
+        });
+      }
+      host = h;
+      worker = h.identity.address;
+      capacity = options.capacity ?? h.concurrency;
+      if (capacity > h.concurrency) h.logger.warn(`distributorWorker capacity ${capacity} is above the endpoint concurrency ${h.concurrency}: messages will wait in ${worker}`);
+      // Sends to the distributor must not fail because it has not started yet.
+      await h.transport.createQueue(data);
+      await h.transport.createQueue(control);
+      h.publicAddress = data;
+    },
+    async start(h) {
+      session = randomId(8);
+      await h.dispatch([ready('start', { capacity })]);
+      timer = setInterval(() => {
+        h.dispatch([ready('heartbeat', { capacity })]).catch((error: unknown) => h.logger.warn(`heartbeat to ${control} failed: ${(error as Error).message}`));
+      }, heartbeatMs);
+      timer.unref();
+      h.logger.info(`worker ${worker} ready for ${data} with capacity ${capacity} (session ${session})`);
+    },
+    async stopping(h) {
+      stopHeartbeat();
+      if (session) await h.dispatch([ready('withdraw', { capacity: 0 })]);
+    },
+    async stop() {
+      stopHeartbeat();
+    },
+    onSettled(message: TransportMessage): readonly Outgoing[] {
+      const slot = message.headers[DistributorHeaders.Slot];
+      if (!host || session === '' || slot === undefined || message.headers[DistributorHeaders.Session] !== session) return [];
+      return [ready('ready', { capacity: 1, slot })];
+    },
+  };
+}
+
+function configError(option: string, value: string, fix: string): SwitchyardError {
+  return new SwitchyardError(ErrorCodes.CONFIG, `distributorWorker option \`${option}\` is ${value}.`, { fix });
+}

@@ -1,0 +1,242 @@
+/**
+ * SQLite dataset store: processes on one machine sharing one database file.
+ *
+ * Tables (prefix sy_dataset_): meta (version counter + trim point per dataset), entries (current
+ * value and the version that wrote it), log (one row per version), replicas (membership).
+ * `append` is one IMMEDIATE transaction: check conditions, bump the counter, change entries,
+ * insert the log row; so versions are gapless and committed in order.
+ * Wake-ups: fs.watch on the -wal file triggers a check of `PRAGMA data_version` (it changes when
+ * another connection commits), backed by a cheap poll of the same pragma (the -wal file can be
+ * removed and recreated, and fs events can be missed).
+ * Membership lives in a second file (`<path>-members`, synchronous=OFF): heartbeats are rewritten
+ * often, need no fsync, and in the data file they would contend for its write lock and wake
+ * every replica's data_version check.
+ * Durability: WAL + synchronous=FULL by default (an acknowledged write survives power loss).
+ */
+import { watch as watchFile, type FSWatcher } from 'node:fs';
+import Database from 'better-sqlite3';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import {
+  appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+} from '../datasets/records.js';
+import type { DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
+
+export interface SqliteDatasetStoreOptions {
+  /** Database file; every process that shares the dataset opens the same file. */
+  path: string;
+  /** `FULL` (default) survives power loss; `NORMAL` survives process crashes only. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Fallback check for commits by other processes when fs.watch misses one (default 20 ms). */
+  pollMs?: number;
+  /** How long a writer waits for the write lock (default 5000 ms). */
+  busyTimeoutMs?: number;
+  /** Membership (heartbeat) database file (default `<path>-members`). */
+  membershipPath?: string;
+}
+
+const SCHEMA_VERSION = 1;
+
+const DDL = `
+CREATE TABLE IF NOT EXISTS sy_dataset_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sy_dataset_meta (dataset TEXT PRIMARY KEY, version INTEGER NOT NULL, trimmed_through INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sy_dataset_entries (dataset TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (dataset, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sy_dataset_log (dataset TEXT NOT NULL, version INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (dataset, version)) WITHOUT ROWID;
+`;
+const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEXT NOT NULL, replica TEXT NOT NULL, report TEXT NOT NULL, PRIMARY KEY (dataset, replica)) WITHOUT ROWID;`;
+
+export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetStore {
+  const db = new Database(options.path);
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+  db.pragma('journal_mode = WAL');
+  db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
+  db.transaction(() => {
+    db.exec(DDL);
+    db.prepare('INSERT OR IGNORE INTO sy_dataset_schema (id, version) VALUES (1, ?)').run(SCHEMA_VERSION);
+  }).immediate();
+  const found = (db.prepare('SELECT version FROM sy_dataset_schema WHERE id = 1').get() as { version: number }).version;
+  if (found > SCHEMA_VERSION) {
+    db.close();
+    throw new SwitchyardError(ErrorCodes.SCHEMA_TOO_NEW, `SQLite dataset schema in ${options.path} is version ${found}; this code knows ${SCHEMA_VERSION}.`, {
+      fix: 'Upgrade Switchyard in this process to the version the other processes use.',
+    });
+  }
+
+  const q = {
+    ensureMeta: db.prepare('INSERT OR IGNORE INTO sy_dataset_meta (dataset, version, trimmed_through) VALUES (?, 0, 0)'),
+    meta: db.prepare('SELECT version, trimmed_through AS trimmed FROM sy_dataset_meta WHERE dataset = ?'),
+    setVersion: db.prepare('UPDATE sy_dataset_meta SET version = ? WHERE dataset = ?'),
+    entryVersion: db.prepare('SELECT version FROM sy_dataset_entries WHERE dataset = ? AND key = ?'),
+    upsert: db.prepare(
+      'INSERT INTO sy_dataset_entries (dataset, key, value, version) VALUES (?, ?, ?, ?) ON CONFLICT (dataset, key) DO UPDATE SET value = excluded.value, version = excluded.version',
+    ),
+    deleteEntry: db.prepare('DELETE FROM sy_dataset_entries WHERE dataset = ? AND key = ?'),
+    insertLog: db.prepare('INSERT INTO sy_dataset_log (dataset, version, record) VALUES (?, ?, ?)'),
+    readLog: db.prepare('SELECT version, record FROM sy_dataset_log WHERE dataset = ? AND version > ? ORDER BY version LIMIT ?'),
+    entries: db.prepare('SELECT key, value, version FROM sy_dataset_entries WHERE dataset = ?'),
+    trimLog: db.prepare('DELETE FROM sy_dataset_log WHERE dataset = ? AND version <= ?'),
+    setTrimmed: db.prepare('UPDATE sy_dataset_meta SET trimmed_through = ? WHERE dataset = ?'),
+  };
+  type Meta = { version: number; trimmed: number };
+  // Reads never write (a deferred read upgraded to a write can fail with SQLITE_BUSY_SNAPSHOT).
+  const readMeta = (dataset: string): Meta => (q.meta.get(dataset) as Meta | undefined) ?? { version: 0, trimmed: 0 };
+  const meta = (dataset: string): Meta => {
+    q.ensureMeta.run(dataset);
+    return q.meta.get(dataset) as Meta;
+  };
+
+  const appendTx = db.transaction((dataset: string, record: NewRecord): number => {
+    const { version } = meta(dataset);
+    for (const c of conditionsOf(record)) {
+      const row = q.entryVersion.get(dataset, c.key) as { version: number } | undefined;
+      const actual = row?.version ?? 0;
+      if (actual !== c.ifVersion) throw conflictError(dataset, c.key, c.ifVersion, actual);
+    }
+    const next = version + 1;
+    for (const op of appliedOps(record)) {
+      if (isDelete(op)) q.deleteEntry.run(dataset, op.key);
+      else q.upsert.run(dataset, op.key, JSON.stringify(op.value), next);
+    }
+    q.insertLog.run(dataset, next, encodeRecord(record));
+    q.setVersion.run(next, dataset);
+    return next;
+  });
+  const readTx = db.transaction((dataset: string, after: number, limit: number): ReadResult => {
+    const m = readMeta(dataset);
+    if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed };
+    const rows = q.readLog.all(dataset, after, limit) as { version: number; record: string }[];
+    const records: LogRecord[] = rows.map((r) => decodeRecord(dataset, r.version, r.record));
+    return { kind: 'records', records };
+  });
+  const snapshotTx = db.transaction((dataset: string): Snapshot => {
+    const { version } = readMeta(dataset);
+    const rows = q.entries.all(dataset) as { key: string; value: string; version: number }[];
+    return { version, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: r.version })) };
+  });
+  const trimTx = db.transaction((dataset: string, through: number): number => {
+    const m = meta(dataset);
+    const point = Math.max(m.trimmed, Math.min(through, m.version));
+    q.trimLog.run(dataset, point);
+    q.setTrimmed.run(point, dataset);
+    return point;
+  });
+
+  const members = new Database(options.membershipPath ?? (options.path === ':memory:' ? ':memory:' : `${options.path}-members`));
+  members.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
+  members.pragma('journal_mode = WAL');
+  members.pragma('synchronous = OFF');
+  members.exec(MEMBERS_DDL);
+  const beat = members.prepare(
+    'INSERT INTO sy_dataset_replicas (dataset, replica, report) VALUES (?, ?, ?) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report',
+  );
+  const leave = members.prepare('DELETE FROM sy_dataset_replicas WHERE dataset = ? AND replica = ?');
+  const replicas = members.prepare('SELECT report FROM sy_dataset_replicas WHERE dataset = ?');
+  let closed = false;
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  let walWatcher: FSWatcher | undefined;
+  const armWalWatch = () => {
+    if (walWatcher || closed) return;
+    try {
+      walWatcher = watchFile(`${options.path}-wal`, { persistent: false }, (event) => {
+        if (event === 'rename') {
+          // The -wal file was removed or replaced: watch the new one from the next poll tick.
+          walWatcher?.close();
+          walWatcher = undefined;
+        }
+        burst(0);
+      });
+      walWatcher.on('error', () => {
+        walWatcher?.close();
+        walWatcher = undefined; // re-armed by the next poll tick
+      });
+    } catch {
+      walWatcher = undefined; // no -wal file yet; the poll covers it
+    }
+  };
+  const watchers = new Set<() => void>();
+  let pollTimer: ReturnType<typeof setInterval> | undefined;
+  let lastDataVersion = 0;
+  /** True when another connection committed since the last check (and wakes the watchers). */
+  const poll = (): boolean => {
+    if (closed) return false;
+    if (!walWatcher && watchers.size > 0) armWalWatch();
+    let current: number;
+    try {
+      current = dataVersion.get() as number;
+    } catch {
+      return false; // busy or closing: the next tick or the replica's catch-up read covers it
+    }
+    if (current === lastDataVersion) return false;
+    lastDataVersion = current;
+    for (const wake of watchers) wake();
+    return true;
+  };
+  // The -wal write event arrives before the commit is visible (the writer still fsyncs and then
+  // updates the shared-memory index, which fires no event), so re-check a few times briefly.
+  let burstTimer: ReturnType<typeof setTimeout> | undefined;
+  const burst = (attempt: number) => {
+    if (attempt === 0 && burstTimer) return;
+    burstTimer = undefined;
+    if (poll() || attempt >= 5 || closed) return;
+    burstTimer = setTimeout(() => burst(attempt + 1), 2 ** attempt);
+    burstTimer.unref?.();
+  };
+
+  return {
+    backend: 'sqlite',
+    async append(dataset, record) {
+      checkDatasetName(dataset);
+      const version = appendTx.immediate(dataset, record);
+      // Our own commit does not change our data_version: wake local watchers directly.
+      for (const wake of watchers) wake();
+      return version;
+    },
+    async readSince(dataset, afterVersion, limit) {
+      return readTx.deferred(dataset, afterVersion, limit);
+    },
+    async snapshot(dataset) {
+      return snapshotTx.deferred(dataset);
+    },
+    async watch(_dataset, onWake) {
+      const wake = () => onWake(); // no payload: replicas read the log
+      watchers.add(wake);
+      if (!pollTimer) {
+        lastDataVersion = dataVersion.get() as number;
+        pollTimer = setInterval(() => void poll(), options.pollMs ?? 20);
+        pollTimer.unref?.();
+      }
+      return async () => {
+        watchers.delete(wake);
+        if (watchers.size === 0 && pollTimer) {
+          clearInterval(pollTimer);
+          pollTimer = undefined;
+          walWatcher?.close();
+          walWatcher = undefined;
+        }
+      };
+    },
+    async heartbeat(dataset, report: ReplicaReport) {
+      beat.run(dataset, report.replica, JSON.stringify(report));
+    },
+    async leave(dataset, replica) {
+      leave.run(dataset, replica);
+    },
+    async membership(dataset) {
+      const head = readMeta(dataset).version;
+      const rows = replicas.all(dataset) as { report: string }[];
+      return { head, replicas: rows.map((r) => decodeReport(dataset, r.report)) };
+    },
+    async trim(dataset, throughVersion) {
+      return trimTx.immediate(dataset, throughVersion);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (pollTimer) clearInterval(pollTimer);
+      clearTimeout(burstTimer);
+      walWatcher?.close();
+      watchers.clear();
+      members.close();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * The distributor's state in the shared SQLite file (usually the transport's own file): workers,
+ * ready slots and the ownership lease, in three tables. Its own connection; every save is one
+ * IMMEDIATE transaction, grouped with saves queued in the same tick (one fsync).
+ */
+import type Database from 'better-sqlite3';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
+import type { DistributorStore } from '../scaleout/distributor-store.js';
+import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
+
+const MIGRATIONS = [
+  {
+    version: 1,
+    breaking: false,
+    sql: `
+      CREATE TABLE sy_distributor_workers (
+        endpoint TEXT NOT NULL, address TEXT NOT NULL, session TEXT NOT NULL, capacity INTEGER NOT NULL,
+        status TEXT NOT NULL, last_seen INTEGER NOT NULL, PRIMARY KEY (endpoint, address));
+      CREATE TABLE sy_distributor_slots (
+        endpoint TEXT NOT NULL, id TEXT NOT NULL, worker TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL,
+        message_id TEXT, PRIMARY KEY (endpoint, id));
+      CREATE INDEX sy_distributor_slots_worker ON sy_distributor_slots (endpoint, worker);
+      CREATE TABLE sy_distributor_owner (endpoint TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL);`,
+  },
+] as const;
+
+interface WorkerRow {
+  address: string;
+  session: string;
+  capacity: number;
+  status: string;
+  last_seen: number;
+}
+interface SlotRow {
+  id: string;
+  worker: string;
+  session: string;
+  seq: number;
+  message_id: string | null;
+}
+
+export function sqliteDistributorStore(options: SqliteOptions): DistributorStore {
+  let db: Database.Database | undefined;
+  let committer: GroupCommitter;
+  let statements: ReturnType<typeof prepare>;
+
+  function prepare(d: Database.Database) {
+    return {
+      workers: d.prepare('SELECT address, session, capacity, status, last_seen FROM sy_distributor_workers WHERE endpoint = ?'),
+      slots: d.prepare('SELECT id, worker, session, seq, message_id FROM sy_distributor_slots WHERE endpoint = ?'),
+      putWorker: d.prepare(`INSERT INTO sy_distributor_workers (endpoint, address, session, capacity, status, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (endpoint, address) DO UPDATE SET session = excluded.session, capacity = excluded.capacity, status = excluded.status, last_seen = excluded.last_seen`),
+      dropSlots: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND worker = ?'),
+      putSlot: d.prepare(`INSERT INTO sy_distributor_slots (endpoint, id, worker, session, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (endpoint, id) DO UPDATE SET message_id = excluded.message_id`),
+      deleteSlot: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND id = ?'),
+      owner: d.prepare('SELECT owner, until FROM sy_distributor_owner WHERE endpoint = ?'),
+      putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, until) VALUES (?, ?, ?)
+        ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, until = excluded.until`),
+      releaseOwner: d.prepare('DELETE FROM sy_distributor_owner WHERE endpoint = ? AND owner = ?'),
+    };
+  }
+
+  const opened = () => {
+    if (!db) {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The SQLite distributor store is not open.', {
+        fix: 'Call store.open() (startDistributor does) before using it, and do not use it after close().',
+      });
+    }
+    return db;
+  };
+
+  const apply = (endpoint: string, change: StateChange) => {
+    switch (change.kind) {
+      case 'put-worker': {
+        const w = change.worker;
+        statements.putWorker.run(endpoint, w.address, w.session, w.capacity, w.status, w.lastSeen);
+        return;
+      }
+      case 'drop-slots':
+        statements.dropSlots.run(endpoint, change.worker);
+        return;
+      case 'put-slot': {
+        const s = change.slot;
+        statements.putSlot.run(endpoint, s.id, s.worker, s.session, s.seq, s.messageId);
+        return;
+      }
+      case 'delete-slot':
+        statements.deleteSlot.run(endpoint, change.slot);
+        return;
+    }
+  };
+
+  return {
+    async open() {
+      if (db) return;
+      const d = openDatabase(options);
+      migrate(d, 'distributor', MIGRATIONS);
+      statements = prepare(d);
+      committer = new GroupCommitter(d);
+      db = d;
+    },
+    async load(endpoint) {
+      opened();
+      const workers = (statements.workers.all(endpoint) as WorkerRow[]).map(
+        (r): WorkerRecord => ({ address: r.address, session: r.session, capacity: r.capacity, status: r.status as WorkerStatus, lastSeen: r.last_seen }),
+      );
+      const slots = (statements.slots.all(endpoint) as SlotRow[]).map(
+        (r): SlotRecord => ({ id: r.id, worker: r.worker, session: r.session, seq: r.seq, messageId: r.message_id }),
+      );
+      return { workers, slots };
+    },
+    async save(endpoint, changes) {
+      opened();
+      if (changes.length === 0) return;
+      await committer.run(() => {
+        for (const change of changes) apply(endpoint, change);
+      });
+    },
+    async claimOwnership(endpoint, owner, leaseMs) {
+      opened();
+      return committer.run(() => {
+        const now = Date.now();
+        const current = statements.owner.get(endpoint) as { owner: string; until: number } | undefined;
+        if (current && current.owner !== owner && current.until > now) return { acquired: false, holder: current.owner, until: current.until };
+        statements.putOwner.run(endpoint, owner, now + leaseMs);
+        return { acquired: true };
+      });
+    },
+    async releaseOwnership(endpoint, owner) {
+      opened();
+      await committer.run(() => statements.releaseOwner.run(endpoint, owner));
+    },
+    async close() {
+      if (!db) return;
+      committer.flush();
+      db.close();
+      db = undefined;
+    },
+  };
+}

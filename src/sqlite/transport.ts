@@ -1,0 +1,273 @@
+/**
+ * The embedded default transport: one SQLite database file that every process on the machine
+ * opens (WAL). A queue is a set of rows in `sy_messages`; `visible_at` is both the due time of a
+ * delayed message and the lease expiry of a received one; `lease_token` fences settlements.
+ *
+ * State transitions (each one statement inside a group-committed transaction):
+ * - enqueue: INSERT (queue, id, headers, body, visible_at = deliverAt or now)
+ * - claim:   UPDATE visible_at = now + lease, lease_token + 1, delivery_count + 1 for the oldest
+ *            visible rows of a queue; returns the rows and their tokens
+ * - renew:   UPDATE visible_at = now + lease WHERE seq AND lease_token   (0 rows: lease lost)
+ * - complete: DELETE WHERE seq AND lease_token (0 rows: SY_ERR_LEASE_LOST, savepoint rolls back
+ *            the sends queued with it), then the enqueues of the handler's outgoing messages
+ * - abandon: UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
+ */
+import type Database from 'better-sqlite3';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { Address } from '../core/identity.js';
+import { checkAddress } from '../core/identity.js';
+import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
+import { isTopicOutgoing } from '../core/transport.js';
+import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
+import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
+import { WalWatcher } from './wal-watch.js';
+
+export interface SqliteTransportOptions extends SqliteOptions {
+  /** How long a received message is held before another consumer may take it (renewed while held). */
+  leaseMs?: number;
+  /** Fallback poll when no wake-up event arrives. */
+  pollMs?: number;
+}
+
+const MIGRATIONS = [
+  {
+    version: 1,
+    breaking: false,
+    sql: `
+      CREATE TABLE sy_queues (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL);
+      CREATE TABLE sy_messages (
+        seq INTEGER PRIMARY KEY,
+        queue TEXT NOT NULL,
+        id TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body TEXT NOT NULL,
+        visible_at INTEGER NOT NULL,
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        delivery_count INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX sy_messages_ready ON sy_messages (queue, visible_at, seq);`,
+  },
+] as const;
+
+interface Row {
+  seq: number;
+  id: string;
+  headers: string;
+  body: string;
+  lease_token: number;
+  delivery_count: number;
+}
+
+function toMessage(row: Pick<Row, 'id' | 'headers' | 'body'>): TransportMessage {
+  return { id: row.id, headers: JSON.parse(row.headers) as Record<string, string>, body: row.body };
+}
+
+export function sqliteTransport(options: SqliteTransportOptions): Transport {
+  const leaseMs = options.leaseMs ?? 30_000;
+  const pollMs = options.pollMs ?? 250;
+  let db: Database.Database | undefined;
+  let committer: GroupCommitter;
+  let watcher: WalWatcher;
+  let leases: LeaseKeeper;
+  let statements: ReturnType<typeof prepare>;
+  const knownQueues = new Set<string>();
+  let closed = false;
+
+  function prepare(d: Database.Database) {
+    return {
+      insert: d.prepare('INSERT INTO sy_messages (queue, id, headers, body, visible_at) VALUES (?, ?, ?, ?, ?)'),
+      claim: d.prepare(`UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1, delivery_count = delivery_count + 1
+        WHERE seq IN (SELECT seq FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?)
+        RETURNING seq, id, headers, body, lease_token, delivery_count`),
+      renew: d.prepare('UPDATE sy_messages SET visible_at = ? WHERE seq = ? AND lease_token = ?'),
+      remove: d.prepare('DELETE FROM sy_messages WHERE seq = ? AND lease_token = ?'),
+      abandon: d.prepare('UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1 WHERE seq = ? AND lease_token = ?'),
+      nextVisible: d.prepare('SELECT MIN(visible_at) AS at FROM sy_messages WHERE queue = ?').pluck(),
+      queueExists: d.prepare('SELECT 1 FROM sy_queues WHERE name = ?').pluck(),
+      createQueue: d.prepare('INSERT OR IGNORE INTO sy_queues (name, created_at) VALUES (?, ?)'),
+    };
+  }
+
+  const opened = () => {
+    if (!db || closed) {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The SQLite transport is not open.', {
+        fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
+      });
+    }
+    return db;
+  };
+
+  const checkQueue = (address: Address) => {
+    if (knownQueues.has(address)) return;
+    if (!statements.queueExists.get(address)) throw queueNotFound('sqlite', address);
+    knownQueues.add(address);
+  };
+
+  /** Checks before any write (see GroupCommitter): every destination must be a known queue. */
+  const checkDestinations = (batch: readonly Outgoing[]) => {
+    for (const o of batch) {
+      if (isTopicOutgoing(o)) {
+        throw topicsUnsupported('SQLite');
+      }
+      checkQueue(o.destination);
+    }
+  };
+
+  /** Runs inside a transaction, after checkDestinations. */
+  const insertAll = (batch: readonly Outgoing[]) => {
+    const now = Date.now();
+    for (const o of batch) {
+      const q = o as QueueOutgoing;
+      statements.insert.run(q.destination, q.message.id, JSON.stringify(q.message.headers), q.message.body, q.deliverAt ?? now);
+    }
+  };
+
+  const enqueue = (batch: readonly Outgoing[]) => {
+    checkDestinations(batch);
+    insertAll(batch);
+  };
+
+  const claim = async (address: Address, max: number): Promise<Receipt[]> => {
+    const rows = await committer.run(() => {
+      const now = Date.now();
+      return statements.claim.all(now + leaseMs, address, now, max) as Row[];
+    });
+    rows.sort((a, b) => a.seq - b.seq);
+    return rows.map((row) => receiptFor(address, row));
+  };
+
+  const receiptFor = (address: Address, row: Row): Receipt => {
+    const { seq, lease_token: token } = row;
+    const message = toMessage(row);
+    const lease = leases.hold(() => committer.run(() => statements.renew.run(Date.now() + leaseMs, seq, token).changes === 1));
+    return {
+      message,
+      address,
+      deliveryCount: row.delivery_count,
+      signal: lease.signal,
+      async complete(outgoing: readonly Outgoing[] = []) {
+        lease.release();
+        await committer.run(() => {
+          checkDestinations(outgoing);
+          if (statements.remove.run(seq, token).changes !== 1) throw leaseLost(address, message.id);
+          insertAll(outgoing);
+        });
+        wakeLocal(outgoing);
+      },
+      async abandon(delayMs = 0) {
+        lease.release();
+        await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token));
+        watcher.emit();
+      },
+    };
+  };
+
+  /** Receivers in this process need not wait for the file event. */
+  const wakeLocal = (batch: readonly Outgoing[]) => {
+    if (batch.length > 0) watcher.emit();
+  };
+
+  const admin: QueueAdmin = {
+    async depth(address) {
+      return opened().prepare('SELECT COUNT(*) FROM sy_messages WHERE queue = ?').pluck().get(address) as number;
+    },
+    async queues() {
+      return opened().prepare('SELECT name FROM sy_queues ORDER BY name').pluck().all() as string[];
+    },
+    async peek(address, { offset, limit }) {
+      checkQueue(address);
+      const rows = opened()
+        .prepare('SELECT id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?')
+        .all(address, limit, offset) as Row[];
+      return rows.map(toMessage);
+    },
+    async take(address, ids, replacements) {
+      const d = opened();
+      // One pass over the queue for all ids (there is no index on id: it would slow every send).
+      const select = d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY seq');
+      const remove = d.prepare('DELETE FROM sy_messages WHERE seq = ?');
+      const taken = await committer.run(() => {
+        const rows = select.all(address, JSON.stringify(ids)) as Row[];
+        const outgoing = replacements ? rows.flatMap((row) => replacements(toMessage(row))) : [];
+        checkDestinations(outgoing);
+        for (const row of rows) remove.run(row.seq);
+        insertAll(outgoing);
+        return [...new Set(rows.map((row) => row.id))];
+      });
+      watcher.emit();
+      return taken;
+    },
+    async moveAll(from, to, moveOptions = {}) {
+      const d = opened();
+      const moved = await committer.run(() => {
+        checkQueue(to);
+        const now = Date.now();
+        const sql = moveOptions.includeLeased
+          ? 'UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ?'
+          : 'UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ? AND (visible_at <= ? OR lease_token = 0)';
+        const stmt = d.prepare(sql);
+        return (moveOptions.includeLeased ? stmt.run(to, now, from) : stmt.run(to, now, from, now)).changes;
+      });
+      watcher.emit();
+      return moved;
+    },
+  };
+
+  return {
+    name: 'sqlite',
+    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
+    admin,
+    async open() {
+      if (db) return;
+      if (!(leaseMs > 0) || !(pollMs > 0)) {
+        throw new SwitchyardError(ErrorCodes.CONFIG, `The SQLite transport options leaseMs (${leaseMs}) and pollMs (${pollMs}) must be positive.`, {
+          fix: 'Leave them unset for the defaults (30000 and 250) or pass positive numbers of milliseconds.',
+        });
+      }
+      const d = openDatabase(options);
+      migrate(d, 'transport', MIGRATIONS);
+      db = d;
+      statements = prepare(d);
+      committer = new GroupCommitter(d);
+      leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
+      watcher = new WalWatcher(options.path);
+      watcher.start();
+    },
+    async createQueue(address) {
+      checkAddress('Queue', address);
+      opened();
+      statements.createQueue.run(address, Date.now());
+      knownQueues.add(address);
+    },
+    async queueExists(address) {
+      opened();
+      return knownQueues.has(address) || statements.queueExists.get(address) !== undefined;
+    },
+    async dispatch(batch) {
+      opened();
+      await committer.run(() => enqueue(batch));
+      wakeLocal(batch);
+    },
+    async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
+      if (closed) return [];
+      opened();
+      const got = await claim(address, max);
+      if (got.length > 0 || waitMs <= 0 || closed) return got;
+      const next = statements.nextVisible.get(address) as number | null;
+      const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
+      await waitForWake((wake) => watcher.subscribe(wake), Math.min(waitMs, pollMs, untilDue), signal);
+      return closed ? [] : claim(address, max);
+    },
+    async close() {
+      if (closed || !db) {
+        closed = true;
+        return;
+      }
+      closed = true;
+      leases.close();
+      watcher.close();
+      committer.flush();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,321 @@
+/**
+ * The dataset store conformance suite. Every DatasetStore adapter's test file is one call:
+ *
+ *   datasetStoreConformance('sqlite', async () => ({ makeStore: () => sqliteDatasetStore({ path }), cleanup }));
+ *
+ * Replicas here run in one process, each on its own store instance (its own connection), and a
+ * switchable wrapper stands in for a lost connection. Multi-process tests live beside each
+ * adapter's tests. Dataset names are unique per test, so runs can share a server.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { openDataset, type Dataset, type DatasetChange, type DatasetOptions, type DatasetStore } from '../datasets/index.js';
+
+export interface DatasetStoreFixture {
+  /** A new store instance with its own connection(s), as another process would have. */
+  makeStore(): DatasetStore | Promise<DatasetStore>;
+  /** Drops whatever the fixture created (files, schemas, keys). */
+  cleanup(): Promise<void>;
+}
+
+/** A store whose connection can be cut: while offline every call fails and wake-ups are lost. */
+export function switchableStore(inner: DatasetStore): { store: DatasetStore; setOnline(online: boolean): void } {
+  let online = true;
+  const gate = <T>(f: () => Promise<T>): Promise<T> =>
+    online ? f() : Promise.reject(new Error(`${inner.backend} connection is down (test switch)`));
+  const store: DatasetStore = {
+    backend: inner.backend,
+    append: (d, r) => gate(() => inner.append(d, r)),
+    readSince: (d, a, l) => gate(() => inner.readSince(d, a, l)),
+    snapshot: (d) => gate(() => inner.snapshot(d)),
+    watch: (d, wake) => inner.watch(d, (hint) => online && wake(hint)),
+    heartbeat: (d, r) => gate(() => inner.heartbeat(d, r)),
+    leave: (d, r) => gate(() => inner.leave(d, r)),
+    membership: (d) => gate(() => inner.membership(d)),
+    trim: (d, v) => gate(() => inner.trim(d, v)),
+    close: () => inner.close(),
+  };
+  return { store, setOnline: (value) => void (online = value) };
+}
+
+/** Collects log lines so tests can assert the resume outcome. */
+export function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const push = (line: string) => void lines.push(line);
+  return { lines, info: push, warn: push, error: push, debug: push };
+}
+
+/** Polls a condition until it holds; fails with `what` after the timeout. */
+export async function eventually(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const FAST = { leaseMs: 600, stalenessMs: 400, catchUpMs: 50 } as const;
+
+export function datasetStoreConformance(name: string, makeFixture: () => Promise<DatasetStoreFixture>): void {
+  describe(`dataset store conformance: ${name}`, () => {
+    let fixture: DatasetStoreFixture;
+    const opened: { close(): Promise<void> }[] = [];
+    let counter = 0;
+    const uniqueName = () => `conf-${Date.now().toString(36)}-${process.pid}-${++counter}`;
+    const newStore = async () => {
+      const store = await fixture.makeStore();
+      opened.push(store);
+      return store;
+    };
+    const open = async <V>(dataset: string, options: Partial<DatasetOptions<V>> = {}): Promise<Dataset<V>> => {
+      const store = options.store ?? (await newStore());
+      const ds = await openDataset<V>(dataset, { ...FAST, ...options, store });
+      opened.unshift(ds); // datasets close before their stores
+      return ds;
+    };
+
+    beforeAll(async () => {
+      fixture = await makeFixture();
+    });
+    afterEach(async () => {
+      const all = opened.splice(0);
+      for (const item of all) await item.close();
+    });
+    afterAll(async () => {
+      await fixture?.cleanup();
+    });
+
+    it('assigns increasing gapless versions and serves its own writes from memory', async () => {
+      const ds = await open<number>(uniqueName());
+      expect(ds.version).toBe(0);
+      const v1 = await ds.set('a', 1);
+      const v2 = await ds.set('b', 2);
+      const v3 = await ds.delete('a');
+      expect([v1, v2, v3]).toEqual([1, 2, 3]);
+      expect(ds.version).toBe(3);
+      expect(ds.get('a')).toBeUndefined();
+      expect(ds.get('b')).toBe(2);
+      expect(ds.getEntry('b')).toEqual({ value: 2, version: 2 });
+      expect([...ds.entries()]).toEqual([['b', 2]]);
+    });
+
+    it('another replica converges and its onChange sees every change once, in version order', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      await writer.set('seed', 0);
+      const reader = await open<number>(dataset);
+      expect(reader.get('seed')).toBe(0);
+      const seen: DatasetChange<number>[] = [];
+      reader.onChange((c) => seen.push(c));
+      for (let i = 1; i <= 20; i++) await writer.set('n', i);
+      await eventually('reader applies version 21', () => reader.version === 21);
+      expect(seen.map((c) => c.version)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
+      expect(seen.map((c) => c.changes[0]?.value)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      const result = await writer.waitForVersion(21, { timeoutMs: 2000 });
+      expect(result.converged).toBe(true);
+    });
+
+    it('a batch is one version, all keys or none', async () => {
+      const dataset = uniqueName();
+      const ds = await open<string>(dataset);
+      const v = await ds.batch([{ key: 'x', value: 'X' }, { key: 'y', value: 'Y' }]);
+      expect(v).toBe(1);
+      const err = await ds.batch([{ key: 'z', value: 'Z' }, { key: 'x', value: 'X2', ifVersion: 99 }]).catch((e: unknown) => e);
+      expect(isSwitchyardError(err, ErrorCodes.DATASET_CONFLICT)).toBe(true);
+      const other = await open<string>(dataset);
+      expect(other.version).toBe(1);
+      expect([...other.entries()].sort()).toEqual([['x', 'X'], ['y', 'Y']]);
+    });
+
+    it('compare-and-set rejects a stale ifVersion with SY_ERR_DATASET_CONFLICT and a clear message', async () => {
+      const ds = await open<number>(uniqueName());
+      const v1 = await ds.set('k', 1, { ifVersion: 0 });
+      await ds.set('k', 2, { ifVersion: v1 });
+      const err = await ds.set('k', 3, { ifVersion: v1 }).catch((e: unknown) => e);
+      expect(isSwitchyardError(err, ErrorCodes.DATASET_CONFLICT)).toBe(true);
+      expect(String((err as Error).message)).toMatch(/key "k" is at version 2, not 1/);
+      const err0 = await ds.set('k', 4, { ifVersion: 0 }).catch((e: unknown) => e);
+      expect(isSwitchyardError(err0, ErrorCodes.DATASET_CONFLICT)).toBe(true);
+      expect(ds.get('k')).toBe(2);
+    });
+
+    it('concurrent compare-and-set writers: exactly one wins each round', async () => {
+      const dataset = uniqueName();
+      const writers = await Promise.all([0, 1, 2].map(() => open<string>(dataset)));
+      for (let round = 1; round <= 8; round++) {
+        await eventually('all writers current', () => writers.every((w) => w.version === writers[0]!.version));
+        const base = writers[0]!.getEntry('leader')?.version ?? 0;
+        const results = await Promise.allSettled(writers.map((w, i) => w.set('leader', `w${i}-r${round}`, { ifVersion: base })));
+        const wins = results.filter((r) => r.status === 'fulfilled');
+        const losses = results.filter((r) => r.status === 'rejected');
+        expect(wins).toHaveLength(1);
+        for (const l of losses) expect(isSwitchyardError((l as PromiseRejectedResult).reason, ErrorCodes.DATASET_CONFLICT)).toBe(true);
+        await eventually('all writers see the winner', () => writers.every((w) => w.version === (wins[0] as PromiseFulfilledResult<number>).value));
+      }
+    });
+
+    it('a replica that lost its connection resumes from its version: "continuing from N"', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      await writer.set('n', 0);
+      const link = switchableStore(await newStore());
+      const logger = recordingLogger();
+      const reader = await open<number>(dataset, { store: link.store, logger });
+      const seen: number[] = [];
+      reader.onChange((c) => seen.push(c.version));
+      link.setOnline(false);
+      await eventually('reader notices the lost connection', () => logger.lines.some((l) => l.includes('lost contact')));
+      for (let i = 1; i <= 10; i++) await writer.set('n', i);
+      expect(reader.get('n')).toBe(0);
+      link.setOnline(true);
+      await eventually('reader catches up', () => reader.version === 11);
+      expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => i + 2));
+      expect(logger.lines.filter((l) => l.includes('continuing from 1'))).toHaveLength(1);
+      expect(logger.lines.some((l) => l.includes('gap:'))).toBe(false);
+    });
+
+    it('a replica behind a trimmed log resyncs from a snapshot: "gap: resync from snapshot S"', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      await writer.batch([{ key: 'keep', value: 1 }, { key: 'gone', value: 1 }]);
+      const link = switchableStore(await newStore());
+      const logger = recordingLogger();
+      const reader = await open<number>(dataset, { store: link.store, logger });
+      const seen: DatasetChange<number>[] = [];
+      reader.onChange((c) => seen.push(c));
+      link.setOnline(false);
+      await eventually('reader notices the lost connection', () => logger.lines.some((l) => l.includes('lost contact')));
+      for (let i = 2; i <= 6; i++) await writer.set('keep', i);
+      await writer.delete('gone');
+      await writer.set('new', 7);
+      const head = writer.version;
+      expect(await writer.trimLog({ keepLast: 1 })).toBe(head - 1);
+      link.setOnline(true);
+      await eventually('reader resyncs', () => reader.version === head);
+      expect(Object.fromEntries(reader.entries())).toEqual({ keep: 6, new: 7 });
+      expect(logger.lines.filter((l) => l.includes(`gap: resync from snapshot ${head}`))).toHaveLength(1);
+      expect(logger.lines.some((l) => l.includes('continuing from'))).toBe(false);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.kind).toBe('resync');
+      expect(seen[0]!.changes.map((c) => [c.key, c.deleted]).sort()).toEqual([['gone', true], ['keep', false], ['new', false]]);
+    });
+
+    it('a restarted replica resumes from saved state through the log, or from a snapshot when the log was trimmed', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      await writer.set('n', 1);
+      const first = await open<number>(dataset);
+      const saved = first.exportState();
+      await first.close();
+      await writer.set('n', 2);
+      const log1 = recordingLogger();
+      const resumed = await open<number>(dataset, { resumeFrom: saved, logger: log1 });
+      expect(resumed.get('n')).toBe(2);
+      expect(log1.lines.filter((l) => l.includes(`restarted: continuing from ${saved.version}`))).toHaveLength(1);
+      const saved2 = resumed.exportState();
+      await resumed.close();
+      await writer.set('n', 3);
+      await writer.set('m', 4);
+      await writer.trimLog({ keepLast: 0 });
+      const log2 = recordingLogger();
+      const resynced = await open<number>(dataset, { resumeFrom: saved2, logger: log2 });
+      expect(Object.fromEntries(resynced.entries())).toEqual({ n: 3, m: 4 });
+      expect(log2.lines.filter((l) => l.includes(`gap: resync from snapshot ${writer.version}`))).toHaveLength(1);
+      expect(log2.lines.some((l) => l.includes('continuing from'))).toBe(false);
+    });
+
+    it('waitForVersion reports who lags; a replica that stops heartbeating departs after its lease', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      const link = switchableStore(await newStore());
+      const reader = await open<number>(dataset, { store: link.store });
+      link.setOnline(false);
+      const v = await writer.set('k', 1);
+      const early = await writer.waitForVersion(v, { timeoutMs: 100 });
+      expect(early.converged).toBe(false);
+      if (!early.converged) expect(early.lagging.map((r) => [r.instance, r.applied, r.lag])).toEqual([[reader.instance, 0, 1]]);
+      const later = await writer.waitForVersion(v, { timeoutMs: 3000 });
+      expect(later.converged).toBe(true);
+      expect(later.departed.map((r) => r.instance)).toEqual([reader.instance]);
+      const status = await writer.status();
+      expect(status.head).toBe(v);
+      expect(status.replicas.find((r) => r.instance === reader.instance)?.live).toBe(false);
+    });
+
+    it('a replica that cannot confirm it is current reports stale; with onStale "refuse" reads throw SY_ERR_DATASET_STALE', async () => {
+      const dataset = uniqueName();
+      const link = switchableStore(await newStore());
+      const ds = await open<number>(dataset, { store: link.store, onStale: 'refuse' });
+      await ds.set('k', 1);
+      expect(ds.get('k')).toBe(1);
+      link.setOnline(false);
+      await eventually('replica turns stale', () => ds.isStale());
+      let error: unknown;
+      try {
+        ds.get('k');
+      } catch (e) {
+        error = e;
+      }
+      expect(isSwitchyardError(error, ErrorCodes.DATASET_STALE)).toBe(true);
+      expect(String((error as Error).message)).toMatch(/is stale: version 1 was last confirmed current/);
+      link.setOnline(true);
+      await eventually('replica is current again', () => !ds.isStale());
+      expect(ds.get('k')).toBe(1);
+    });
+
+    it('stage then activate: every replica votes, then all switch at the activation version', async () => {
+      const dataset = uniqueName();
+      const a = await open<number>(dataset);
+      await a.set('price', 10);
+      const b = await open<number>(dataset);
+      const c = await open<number>(dataset);
+      const outcome = await a.stage([{ key: 'price', value: 12 }], { timeoutMs: 3000 });
+      expect(outcome.accepted).toBe(true);
+      if (!outcome.accepted) return;
+      expect([...outcome.voters].sort()).toEqual([a.instance, b.instance, c.instance].sort());
+      expect([a, b, c].map((d) => d.get('price'))).toEqual([10, 10, 10]);
+      const switchedAt: number[] = [];
+      for (const d of [b, c]) d.onChange((ch) => ch.kind === 'activate' && switchedAt.push(ch.version));
+      const v = await a.activate(outcome.stage);
+      await eventually('all switched', () => [b, c].every((d) => d.get('price') === 12));
+      expect(switchedAt).toEqual([v, v]);
+      expect(a.getEntry('price')?.version).toBe(v);
+      await expect(a.activate(outcome.stage)).rejects.toMatchObject({ code: ErrorCodes.DATASET_STAGE });
+    });
+
+    it('stage rejected by one replica: aborted with its reason, nobody switches', async () => {
+      const dataset = uniqueName();
+      const a = await open<number>(dataset);
+      await a.set('price', 10);
+      const b = await open<number>(dataset, { validate: (changes) => (changes.some((ch) => (ch.value ?? 0) > 100) ? 'price above 100' : undefined) });
+      const outcome = await a.stage([{ key: 'price', value: 1000 }], { timeoutMs: 3000 });
+      expect(outcome.accepted).toBe(false);
+      if (outcome.accepted) return;
+      expect(outcome.rejected).toEqual([{ instance: b.instance, reason: 'price above 100' }]);
+      await expect(a.activate(outcome.stage)).rejects.toMatchObject({ code: ErrorCodes.DATASET_STAGE });
+      await eventually('b applied the abort', () => b.version >= outcome.abortVersion);
+      expect([a.get('price'), b.get('price')]).toEqual([10, 10]);
+    });
+
+    it('opening while the store is unreachable fails with SY_ERR_TRANSPORT naming the store; bad timings fail with SY_ERR_CONFIG', async () => {
+      const link = switchableStore(await newStore());
+      link.setOnline(false);
+      const err = await openDataset(uniqueName(), { ...FAST, store: link.store }).catch((e: unknown) => e);
+      expect(isSwitchyardError(err, ErrorCodes.TRANSPORT)).toBe(true);
+      expect(String((err as Error).message)).toContain(`could not open on the ${link.store.backend} store`);
+      const bad = await openDataset(uniqueName(), { store: await newStore(), stalenessMs: 100, catchUpMs: 100 }).catch((e: unknown) => e);
+      expect(isSwitchyardError(bad, ErrorCodes.CONFIG)).toBe(true);
+    });
+
+    it('close is idempotent, leaves membership, and later calls say the dataset is closed', async () => {
+      const dataset = uniqueName();
+      const a = await open<number>(dataset);
+      const b = await open<number>(dataset);
+      expect((await a.status()).replicas.map((r) => r.instance).sort()).toEqual([a.instance, b.instance].sort());
+      await Promise.all([b.close(), b.close()]);
+      expect((await a.status()).replicas.map((r) => r.instance)).toEqual([a.instance]);
+      await expect(b.set('k', 1)).rejects.toMatchObject({ code: ErrorCodes.DATASET_CLOSED });
+    });
+  });
+}

@@ -1,0 +1,310 @@
+/**
+ * The transport conformance suite: every transport's test file is one call,
+ *   transportConformance('sqlite', () => makeSqliteFixture());
+ * Capabilities a transport lacks turn their tests into skips that say why.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { handle, type HandlerContext } from '../core/context.js';
+import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
+import { uuidv7 } from '../core/ids.js';
+import { silentLogger } from '../core/logger.js';
+import { defineCommand } from '../core/messages.js';
+import type { Transport, TransportMessage } from '../core/transport.js';
+import { createEndpoint } from '../endpoint/endpoint.js';
+import { waitFor } from './wait.js';
+
+export interface TransportFixture {
+  /** A new transport on the same storage or broker as every other transport of this fixture. */
+  create(options?: { leaseMs?: number }): Transport;
+  /** How a child process builds the same transport, for crash tests; undefined when in-process only. */
+  childSpec?(options: { leaseMs: number }): { module: string; factory: string; options: unknown };
+  /** Queue names unique to this fixture, so runs can share a broker. */
+  queue(name: string): string;
+  cleanup(): Promise<void>;
+}
+
+const signal = new AbortController().signal;
+
+function message(body: unknown = { n: 1 }, headers: Record<string, string> = {}): TransportMessage {
+  const id = uuidv7();
+  return { id, headers: { 'sy1-message-id': id, ...headers }, body: JSON.stringify(body) };
+}
+
+async function receiveOne(transport: Transport, queue: string, waitMs = 5000) {
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline) {
+    const [receipt] = await transport.receive(queue, { max: 1, waitMs: 200, signal });
+    if (receipt) return receipt;
+  }
+  throw new Error(`nothing arrived in ${queue} within ${waitMs} ms`);
+}
+
+function spawnConsumer(spec: unknown, queue: string, env: Record<string, string>) {
+  const typescript = import.meta.url.endsWith('.ts');
+  const script = fileURLToPath(new URL(`./crash-consumer.${typescript ? 'ts' : 'js'}`, import.meta.url));
+  const child = spawn(process.execPath, [...(typescript ? ['--import', 'tsx'] : []), script], {
+    env: { ...process.env, ...env, SWITCHYARD_TRANSPORT: JSON.stringify(spec), SWITCHYARD_QUEUE: queue },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  return {
+    process: child,
+    output: () => out,
+    waitFor: (text: string) => waitFor(() => out.includes(text), { timeoutMs: 20_000, what: `the consumer process to print "${text}"` }),
+  };
+}
+
+export function transportConformance(name: string, makeFixture: () => Promise<TransportFixture>): void {
+  describe(`transport conformance: ${name}`, () => {
+    const withTransport = async (fn: (fx: TransportFixture, t: Transport) => Promise<void>, leaseMs?: number) => {
+      const fx = await makeFixture();
+      const t = fx.create(leaseMs === undefined ? {} : { leaseMs });
+      try {
+        await t.open();
+        await fn(fx, t);
+      } finally {
+        await t.close();
+        await fx.cleanup();
+      }
+    };
+
+    it('delivers what was sent, with its id, headers and body', () =>
+      withTransport(async (fx, t) => {
+        const q = fx.queue('basic');
+        await t.createQueue(q);
+        const sent = message({ text: 'héllo' }, { custom: 'yes' });
+        await t.dispatch([{ destination: q, message: sent }]);
+        const receipt = await receiveOne(t, q);
+        expect(receipt.message).toEqual(sent);
+        expect(receipt.deliveryCount).toBe(1);
+        await receipt.complete();
+        expect(await t.receive(q, { max: 1, waitMs: 50, signal })).toEqual([]);
+      }));
+
+    it('gives nothing from an empty queue', () =>
+      withTransport(async (fx, t) => {
+        const q = fx.queue('empty');
+        await t.createQueue(q);
+        expect(await t.receive(q, { max: 5, waitMs: 20, signal })).toEqual([]);
+      }));
+
+    it('refuses to send to a queue that does not exist, with a clear error', () =>
+      withTransport(async (fx, t) => {
+        const error = await t.dispatch([{ destination: fx.queue('missing'), message: message() }]).catch((e: unknown) => e);
+        expect(isSwitchyardError(error, ErrorCodes.QUEUE_NOT_FOUND)).toBe(true);
+      }));
+
+    it('redelivers an abandoned message with a higher delivery count', () =>
+      withTransport(async (fx, t) => {
+        const q = fx.queue('abandon');
+        await t.createQueue(q);
+        const sent = message();
+        await t.dispatch([{ destination: q, message: sent }]);
+        await (await receiveOne(t, q)).abandon();
+        const again = await receiveOne(t, q);
+        expect(again.message.id).toBe(sent.id);
+        expect(again.deliveryCount).toBe(2);
+        await again.complete();
+      }));
+
+    it('sends a handler\'s messages only with the completion, and not at all when abandoned', () =>
+      withTransport(async (fx, t) => {
+        const [input, output] = [fx.queue('in'), fx.queue('out')];
+        await t.createQueue(input);
+        await t.createQueue(output);
+        await t.dispatch([{ destination: input, message: message() }]);
+        await (await receiveOne(t, input)).abandon();
+        expect(await t.receive(output, { max: 1, waitMs: 50, signal })).toEqual([]);
+        const produced = message({ produced: true });
+        await (await receiveOne(t, input)).complete([{ destination: output, message: produced }]);
+        expect((await receiveOne(t, output)).message.id).toBe(produced.id);
+      }));
+
+    it('completes atomically: a failing send leaves the received message in its queue', async (ctx) => {
+      const fx = await makeFixture();
+      const t = fx.create();
+      try {
+        if (!t.capabilities.atomicSendWithReceive) ctx.skip(`${name} does not complete atomically (capabilities.atomicSendWithReceive is false)`);
+        await t.open();
+        const q = fx.queue('atomic');
+        await t.createQueue(q);
+        const sent = message();
+        await t.dispatch([{ destination: q, message: sent }]);
+        const receipt = await receiveOne(t, q);
+        const failed = await receipt.complete([{ destination: fx.queue('nowhere'), message: message() }]).catch((e: unknown) => e);
+        expect(isSwitchyardError(failed, ErrorCodes.QUEUE_NOT_FOUND)).toBe(true);
+        await receipt.abandon();
+        expect((await receiveOne(t, q)).message.id).toBe(sent.id);
+      } finally {
+        await t.close();
+        await fx.cleanup();
+      }
+    });
+
+    it('dispatches a batch all or nothing', () =>
+      withTransport(async (fx, t) => {
+        const q = fx.queue('batch');
+        await t.createQueue(q);
+        const result = await t.dispatch([{ destination: q, message: message() }, { destination: fx.queue('nope'), message: message() }]).catch((e: unknown) => e);
+        expect(result).toBeInstanceOf(Error);
+        expect(await t.receive(q, { max: 5, waitMs: 50, signal })).toEqual([]);
+      }));
+
+    it('holds a delayed message until it is due', (ctx) =>
+      withTransport(async (fx, t) => {
+        if (!t.capabilities.delayedDelivery) ctx.skip(`${name} has no delayed delivery`);
+        const q = fx.queue('delayed');
+        await t.createQueue(q);
+        const due = Date.now() + 400;
+        await t.dispatch([{ destination: q, message: message(), deliverAt: due }]);
+        expect(await t.receive(q, { max: 1, waitMs: 100, signal })).toEqual([]);
+        const receipt = await receiveOne(t, q);
+        expect(Date.now()).toBeGreaterThanOrEqual(due - 5);
+        await receipt.complete();
+      }));
+
+    it('gives each message to one of several competing consumers', async () => {
+      const fx = await makeFixture();
+      const consumers = [fx.create(), fx.create(), fx.create()];
+      try {
+        await Promise.all(consumers.map((c) => c.open()));
+        const q = fx.queue('compete');
+        await consumers[0]!.createQueue(q);
+        const total = 150;
+        await consumers[0]!.dispatch(Array.from({ length: total }, (_, n) => ({ destination: q, message: message({ n }) })));
+        const seen: string[] = [];
+        await Promise.all(
+          consumers.map(async (c) => {
+            for (;;) {
+              const receipts = await c.receive(q, { max: 7, waitMs: 100, signal });
+              if (receipts.length === 0) return;
+              for (const r of receipts) {
+                seen.push(r.message.id);
+                await r.complete();
+              }
+            }
+          }),
+        );
+        expect(seen.length).toBe(total);
+        expect(new Set(seen).size).toBe(total);
+      } finally {
+        await Promise.all(consumers.map((c) => c.close()));
+        await fx.cleanup();
+      }
+    });
+
+    it('fences a consumer paused past its lease (SIGSTOP): after SIGCONT its completion fails and sends nothing', async (ctx) => {
+      const fx = await makeFixture();
+      const spec = fx.childSpec?.({ leaseMs: 400 });
+      if (!spec) {
+        await fx.cleanup();
+        ctx.skip(`${name} lives inside one process: there is no consumer process to pause`);
+      }
+      const t = fx.create();
+      try {
+        await t.open();
+        const [q, out] = [fx.queue('lease'), fx.queue('lease-out')];
+        await t.createQueue(q);
+        await t.createQueue(out);
+        const sent = message();
+        await t.dispatch([{ destination: q, message: sent }]);
+        const child = spawnConsumer(spec!, q, { SWITCHYARD_COMPLETE_AFTER_MS: '200', SWITCHYARD_OUT_QUEUE: out });
+        await child.waitFor(`holding ${sent.id}`);
+        child.process.kill('SIGSTOP');
+        const second = await receiveOne(t, q, 10_000);
+        expect(second.deliveryCount).toBe(2);
+        child.process.kill('SIGCONT');
+        await child.waitFor('failed');
+        expect(child.output()).toContain(`failed ${ErrorCodes.LEASE_LOST}`);
+        expect(await t.receive(out, { max: 1, waitMs: 50, signal })).toEqual([]);
+        await second.complete();
+        child.process.kill('SIGKILL');
+      } finally {
+        await t.close();
+        await fx.cleanup();
+      }
+    });
+
+    it('delivers again the message of a consumer process killed with SIGKILL mid-handler', async (ctx) => {
+      const fx = await makeFixture();
+      const spec = fx.childSpec?.({ leaseMs: 500 });
+      if (!spec) {
+        await fx.cleanup();
+        ctx.skip(`${name} lives inside one process: there is no consumer process to kill`);
+      }
+      const t = fx.create();
+      try {
+        await t.open();
+        const q = fx.queue('crash');
+        await t.createQueue(q);
+        const sent = message();
+        await t.dispatch([{ destination: q, message: sent }]);
+        const child = spawnConsumer(spec!, q, {});
+        await child.waitFor(`holding ${sent.id}`);
+        child.process.kill('SIGKILL');
+        await new Promise((resolve) => child.process.once('exit', resolve));
+        const again = await receiveOne(t, q, 10_000);
+        expect(again.message.id).toBe(sent.id);
+        expect(again.deliveryCount).toBe(2);
+        await again.complete();
+      } finally {
+        await t.close();
+        await fx.cleanup();
+      }
+    });
+
+    it('stops gracefully: stop waits for a running handler; a forced stop aborts its signal', async () => {
+      const fx = await makeFixture();
+      const Work = defineCommand<{ ms: number }>('Conformance.Work');
+      const endpointName = fx.queue('StopTest');
+      const seen = { started: 0, finished: 0, aborted: 0 };
+      const sleeper = handle(Work, async (msg, ctx: HandlerContext) => {
+        seen.started += 1;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, msg.ms);
+          ctx.signal.addEventListener('abort', () => {
+            seen.aborted += 1;
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        seen.finished += 1;
+      });
+      const make = () =>
+        createEndpoint({ name: endpointName, transport: fx.create(), logger: silentLogger, routes: { 'Conformance.*': endpointName }, handlers: [sleeper] });
+      const graceful = make();
+      const forced = make();
+      try {
+        await graceful.start();
+        await graceful.send(Work, { ms: 300 });
+        await waitFor(() => seen.started === 1, { what: 'the handler to start' });
+        await graceful.stop();
+        expect(seen).toEqual({ started: 1, finished: 1, aborted: 0 });
+
+        await forced.start();
+        await forced.send(Work, { ms: 60_000 });
+        await waitFor(() => seen.started === 2, { what: 'the second handler to start' });
+        const t0 = Date.now();
+        await forced.stop({ signal: AbortSignal.timeout(100) });
+        expect(seen.aborted).toBe(1);
+        expect(Date.now() - t0).toBeLessThan(5000);
+      } finally {
+        await graceful.stop().catch(() => undefined);
+        await forced.stop().catch(() => undefined);
+        await fx.cleanup();
+      }
+    });
+
+    it('closes twice without error', async () => {
+      const fx = await makeFixture();
+      const t = fx.create();
+      await t.open();
+      await t.close();
+      await t.close();
+      await fx.cleanup();
+    });
+  });
+}

@@ -1,0 +1,3 @@
+import { replicaProcessSuite } from './fixtures/process-suite.js';
+
+await replicaProcessSuite('redis');
