@@ -46,7 +46,7 @@ export function openDatabase(options: SqliteOptions): Database.Database {
   try {
     db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma(`synchronous = ${process.env.SY_FORCE_SYNC ?? (options.synchronous === 'normal' ? 'NORMAL' : 'FULL')}`);
   } catch (cause) {
     throw new SwitchyardError(ErrorCodes.CONFIG, `Cannot open the SQLite database at ${JSON.stringify(file)}: ${(cause as Error).message}.`, {
       fix: 'Check that the file is a SQLite database and that this process may read and write it and its folder.',
@@ -89,17 +89,42 @@ interface PendingOp {
   reject: (error: unknown) => void;
 }
 
+/** How long a group waits between attempts at the write lock while another process holds it. */
+const LOCK_RETRY_MS = 1;
+
+function isBusy(error: unknown): boolean {
+  return (error as { code?: string } | null)?.code === 'SQLITE_BUSY';
+}
+
 /**
  * Group commit: operations queued in the same tick run in one IMMEDIATE transaction (one fsync).
  * An operation must check everything before it writes and throw a SwitchyardError if a check
  * fails (a fenced completion, a missing queue): it then has written nothing, so the others in
  * the group commit without it. Any other error (I/O, constraint) fails the whole group.
+ *
+ * The write lock is taken without SQLite's busy handler, which sleeps inside the call (1, 2, 5,
+ * 10 ... ms) and so blocks the whole process while another process commits. Here a busy lock
+ * is tried again on a 1 ms timer: the event loop keeps running, operations queued meanwhile join
+ * the waiting group, and a group gives up with the busy error after `busyTimeoutMs`.
  */
 export class GroupCommitter {
   private queue: PendingOp[] = [];
   private scheduled = false;
+  /** When the waiting group first found the lock busy. */
+  private busySince: number | undefined;
+  private retry: NodeJS.Timeout | undefined;
+  private readonly begin;
+  private readonly commit;
+  private readonly rollback;
 
-  constructor(private readonly db: Database.Database) {}
+  constructor(
+    private readonly db: Database.Database,
+    private readonly busyTimeoutMs = 5000,
+  ) {
+    this.begin = db.prepare('BEGIN IMMEDIATE');
+    this.commit = db.prepare('COMMIT');
+    this.rollback = db.prepare('ROLLBACK');
+  }
 
   run<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -111,27 +136,35 @@ export class GroupCommitter {
     });
   }
 
-  flush(): void {
+  /** Commits what is queued, waiting for the lock if need be; call before closing the database. */
+  close(): void {
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = undefined;
+    this.flush(true);
+  }
+
+  /** Runs the queued group. `wait`: let SQLite's busy handler block instead of retrying later. */
+  private flush(wait = false): void {
     this.scheduled = false;
+    this.retry = undefined;
+    if (this.queue.length === 0) return;
+    if (!this.lock(wait)) return;
     const ops = this.queue;
     this.queue = [];
-    if (ops.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
-      this.db
-        .transaction(() => {
-          for (const op of ops) {
-            try {
-              outcomes.push({ ok: true, value: op.fn() });
-            } catch (error) {
-              if (!(error instanceof SwitchyardError)) throw error;
-              outcomes.push({ ok: false, error });
-            }
-          }
-        })
-        .immediate();
+      for (const op of ops) {
+        try {
+          outcomes.push({ ok: true, value: op.fn() });
+        } catch (error) {
+          if (!(error instanceof SwitchyardError)) throw error;
+          outcomes.push({ ok: false, error });
+        }
+      }
+      this.commit.run();
     } catch (error) {
-      // The group failed as a whole (busy past the timeout, I/O): nothing of it happened.
+      // The group failed as a whole (I/O, a constraint): nothing of it happened.
+      if (this.db.inTransaction) this.rollback.run();
       for (const op of ops) op.reject(error);
       return;
     }
@@ -140,5 +173,31 @@ export class GroupCommitter {
       if (outcome.ok) op.resolve(outcome.value);
       else op.reject(outcome.error);
     });
+  }
+
+  /** Begins the transaction; false when the lock is busy and a retry is scheduled (or the group failed). */
+  private lock(wait: boolean): boolean {
+    // Not a prepared statement: SQLite applies this pragma when it is prepared, not when run.
+    if (!wait) this.db.pragma('busy_timeout = 0');
+    try {
+      this.begin.run();
+      this.busySince = undefined;
+      return true;
+    } catch (error) {
+      const now = Date.now();
+      this.busySince ??= now;
+      if (!isBusy(error) || wait || now - this.busySince >= this.busyTimeoutMs) {
+        this.busySince = undefined;
+        const ops = this.queue;
+        this.queue = [];
+        for (const op of ops) op.reject(error);
+        return false;
+      }
+      this.scheduled = true;
+      this.retry = setTimeout(() => this.flush(), LOCK_RETRY_MS);
+      return false;
+    } finally {
+      if (!wait) this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.busyTimeoutMs))}`);
+    }
   }
 }

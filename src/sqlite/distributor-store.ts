@@ -98,7 +98,7 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       const d = openDatabase(options);
       migrate(d, 'distributor', MIGRATIONS);
       statements = prepare(d);
-      committer = new GroupCommitter(d);
+      committer = new GroupCommitter(d, options.busyTimeoutMs);
       db = d;
     },
     async load(endpoint) {
@@ -134,7 +134,7 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
     },
     async close() {
       if (!db) return;
-      committer.flush();
+      committer.close();
       db.close();
       db = undefined;
     },

@@ -228,7 +228,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       migrate(d, 'transport', MIGRATIONS);
       db = d;
       statements = prepare(d);
-      committer = new GroupCommitter(d);
+      committer = new GroupCommitter(d, options.busyTimeoutMs);
       leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
       watcher = new WalWatcher(options.path);
       watcher.start();
@@ -266,7 +266,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       closed = true;
       leases.close();
       watcher.close();
-      committer.flush();
+      committer.close();
       db.close();
     },
   };
