@@ -20,7 +20,7 @@ import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake }
 import { isTopicOutgoing } from '../core/transport.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
-import { WalWatcher } from './wal-watch.js';
+import { CommitSignal } from './commit-signal.js';
 
 export interface SqliteTransportOptions extends SqliteOptions {
   /** How long a received message is held before another consumer may take it (renewed while held). */
@@ -67,7 +67,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const pollMs = options.pollMs ?? 250;
   let db: Database.Database | undefined;
   let committer: GroupCommitter;
-  let watcher: WalWatcher;
+  let commits: CommitSignal;
   let leases: LeaseKeeper;
   let statements: ReturnType<typeof prepare>;
   const knownQueues = new Set<string>();
@@ -82,6 +82,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       renew: d.prepare('UPDATE sy_messages SET visible_at = ? WHERE seq = ? AND lease_token = ?'),
       remove: d.prepare('DELETE FROM sy_messages WHERE seq = ? AND lease_token = ?'),
       abandon: d.prepare('UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1 WHERE seq = ? AND lease_token = ?'),
+      anyVisible: d.prepare('SELECT 1 FROM sy_messages WHERE queue = ? AND visible_at <= ? LIMIT 1').pluck(),
       nextVisible: d.prepare('SELECT MIN(visible_at) AS at FROM sy_messages WHERE queue = ?').pluck(),
       queueExists: d.prepare('SELECT 1 FROM sy_queues WHERE name = ?').pluck(),
       createQueue: d.prepare('INSERT OR IGNORE INTO sy_queues (name, created_at) VALUES (?, ?)'),
@@ -127,6 +128,12 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     insertAll(batch);
   };
 
+  /**
+   * A read, outside any transaction: WAL readers never wait for the write lock. A receiver woken
+   * by a signal for another queue, or asking again after an empty receive, takes no write lock.
+   */
+  const anyVisible = (address: Address) => statements.anyVisible.get(address, Date.now()) !== undefined;
+
   const claim = async (address: Address, max: number): Promise<Receipt[]> => {
     const rows = await committer.run(() => {
       const now = Date.now();
@@ -152,19 +159,19 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
           if (statements.remove.run(seq, token).changes !== 1) throw leaseLost(address, message.id);
           insertAll(outgoing);
         });
-        wakeLocal(outgoing);
+        notifyIfAny(outgoing);
       },
       async abandon(delayMs = 0) {
         lease.release();
         await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token));
-        watcher.emit();
+        commits.notify();
       },
     };
   };
 
-  /** Receivers in this process need not wait for the file event. */
-  const wakeLocal = (batch: readonly Outgoing[]) => {
-    if (batch.length > 0) watcher.emit();
+  /** After a commit that made `batch` available. */
+  const notifyIfAny = (batch: readonly Outgoing[]) => {
+    if (batch.length > 0) commits.notify();
   };
 
   const admin: QueueAdmin = {
@@ -194,7 +201,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
         insertAll(outgoing);
         return [...new Set(rows.map((row) => row.id))];
       });
-      watcher.emit();
+      commits.notify();
       return taken;
     },
     async moveAll(from, to, moveOptions = {}) {
@@ -208,7 +215,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
         const stmt = d.prepare(sql);
         return (moveOptions.includeLeased ? stmt.run(to, now, from) : stmt.run(to, now, from, now)).changes;
       });
-      watcher.emit();
+      commits.notify();
       return moved;
     },
   };
@@ -230,8 +237,8 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       statements = prepare(d);
       committer = new GroupCommitter(d, options.busyTimeoutMs);
       leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
-      watcher = new WalWatcher(options.path);
-      watcher.start();
+      commits = new CommitSignal(options.path);
+      commits.start();
     },
     async createQueue(address) {
       checkAddress('Queue', address);
@@ -246,17 +253,21 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async dispatch(batch) {
       opened();
       await committer.run(() => enqueue(batch));
-      wakeLocal(batch);
+      notifyIfAny(batch);
     },
     async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
       if (closed) return [];
       opened();
-      const got = await claim(address, max);
-      if (got.length > 0 || waitMs <= 0 || closed) return got;
+      if (anyVisible(address)) {
+        const got = await claim(address, max);
+        if (got.length > 0 || waitMs <= 0 || closed) return got;
+      } else if (waitMs <= 0) {
+        return [];
+      }
       const next = statements.nextVisible.get(address) as number | null;
       const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
-      await waitForWake((wake) => watcher.subscribe(wake), Math.min(waitMs, pollMs, untilDue), signal);
-      return closed ? [] : claim(address, max);
+      await waitForWake((wake) => commits.subscribe(wake), Math.min(waitMs, pollMs, untilDue), signal);
+      return closed || !anyVisible(address) ? [] : claim(address, max);
     },
     async close() {
       if (closed || !db) {
@@ -265,7 +276,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       }
       closed = true;
       leases.close();
-      watcher.close();
+      commits.close();
       committer.close();
       db.close();
     },
