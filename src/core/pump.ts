@@ -6,6 +6,11 @@
  * no new receives; in-flight handlers finish, or get their signal aborted when the stop is
  * forced) -> STOPPED. Transport errors back off exponentially (50 ms to 5 s) and are logged
  * once per streak, so a database or broker outage never kills the loop.
+ *
+ * A slot is taken by a message from its receive until its handlers are done (`release`), not
+ * until its settlement is durable: settling (a commit, a broker confirm) overlaps the next
+ * message's handler. At most `concurrency` handlers run at once, and at most `concurrency`
+ * more messages wait for their settlement, so a slow store holds back receiving.
  */
 import type { Address } from './identity.js';
 import type { Logger } from './logger.js';
@@ -16,8 +21,11 @@ export interface PumpOptions {
   addresses: readonly Address[];
   concurrency: number;
   logger: Logger;
-  /** Processes one receipt; must settle it and must not throw. */
-  process(receipt: Receipt, stopSignal: AbortSignal): Promise<void>;
+  /**
+   * Processes one receipt; must settle it and must not throw. Calls `release` once its handlers
+   * are done and only the settlement is left (or never: the slot is then freed when it resolves).
+   */
+  process(receipt: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void>;
   /** Longest a receive waits for a message before asking again. */
   receiveWaitMs?: number;
 }
@@ -25,7 +33,10 @@ export interface PumpOptions {
 export class Pump {
   private readonly receiving = new AbortController();
   private readonly forced = new AbortController();
+  /** Every message received and not yet settled. */
   private readonly inFlight = new Set<Promise<void>>();
+  /** Of those, the ones whose handlers still run (not released). */
+  private running = 0;
   /** Loops waiting for a free slot; every queue's loop may wait at once. */
   private readonly slotWaiters = new Set<() => void>();
   private loops: Promise<void>[] = [];
@@ -50,7 +61,7 @@ export class Pump {
     const signal = this.receiving.signal;
     let backoffMs = 0;
     while (!signal.aborted) {
-      const free = concurrency - this.inFlight.size;
+      const free = Math.min(concurrency - this.running, 2 * concurrency - this.inFlight.size);
       if (free <= 0) {
         await new Promise<void>((resolve) => this.slotWaiters.add(resolve));
         // Completions settle in groups: let the rest of the group free their slots, then
@@ -70,14 +81,23 @@ export class Pump {
         await sleep(backoffMs, signal);
         continue;
       }
-      for (const receipt of receipts) this.track(this.options.process(receipt, this.forced.signal));
+      for (const receipt of receipts) this.track(receipt);
     }
   }
 
-  private track(work: Promise<void>): void {
-    const tracked = work.finally(() => {
-      this.inFlight.delete(tracked);
+  private track(receipt: Receipt): void {
+    this.running += 1;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.running -= 1;
       this.wakeSlotWaiters();
+    };
+    const tracked = this.options.process(receipt, this.forced.signal, release).finally(() => {
+      this.inFlight.delete(tracked);
+      if (released) this.wakeSlotWaiters();
+      else release();
     });
     this.inFlight.add(tracked);
   }

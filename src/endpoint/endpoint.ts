@@ -199,7 +199,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
         addresses,
         concurrency,
         logger,
-        process: (receipt, stopSignal) => processReceipt(deps, receipt, stopSignal),
+        process: (receipt, stopSignal, release) => processReceipt(deps, receipt, stopSignal, release),
       });
       pump.start();
     }

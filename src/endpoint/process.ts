@@ -34,7 +34,8 @@ export interface ProcessDeps extends OutgoingDeps {
   controlFeatures: ReadonlyMap<Intent, EndpointFeature>;
 }
 
-export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal): Promise<void> {
+/** `release` is called when only the settlement is left (see Pump). */
+export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal, release: () => void = () => undefined): Promise<void> {
   const { message } = receipt;
   // Composed on first use: most handlers never look at their signal.
   let composed: AbortSignal | undefined;
@@ -45,6 +46,7 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
   try {
     if (controlFeature) {
       const outgoing = await controlFeature.handleControl!({ message, signal: signal() });
+      release();
       await settle(deps, receipt, [...outgoing], 'handled');
       return;
     }
@@ -62,12 +64,14 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
     for (const handler of handlers) {
       await handler.invoke(body, handlerContext(builder, receipt, handler, outgoing, signal));
     }
+    release();
     await settle(deps, receipt, outgoing, 'handled');
   } catch (thrown) {
     if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
       deps.logger.warn(`message ${message.id} in ${receipt.address}: ${thrown.message}`);
       return;
     }
+    release();
     await recover(deps, receipt, asError(thrown), messageType, controlFeature !== undefined);
   }
 }

@@ -1,0 +1,124 @@
+/**
+ * The pump's slot accounting with a fake transport (core logic only): a message holds a slot
+ * while its handlers run; its settlement overlaps the next handlers, bounded to `concurrency`
+ * more messages; stop waits for settlements.
+ */
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/index.js';
+import { Pump } from '../../src/core/pump.js';
+import type { Receipt, Transport } from '../../src/core/transport.js';
+import { waitFor } from '../../src/testing/wait.js';
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A queue of `count` messages whose completions all wait for `settlements.promise`. */
+function fakeTransport(count: number, settlements: Promise<void>): { transport: Transport; received: () => number } {
+  let next = 0;
+  const receipt = (n: number): Receipt => ({
+    message: { id: String(n), headers: {}, body: '{}' },
+    address: 'Q',
+    deliveryCount: 1,
+    signal: new AbortController().signal,
+    complete: () => settlements,
+    abandon: async () => undefined,
+  });
+  const transport = {
+    name: 'fake',
+    capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
+    admin: undefined,
+    async receive(_address: string, { max, signal }: { max: number; signal: AbortSignal }) {
+      const take = Math.min(max, count - next);
+      if (take === 0) {
+        await new Promise((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', resolve, { once: true })));
+        return [];
+      }
+      return Array.from({ length: take }, () => receipt(next++));
+    },
+  } as unknown as Transport;
+  return { transport, received: () => next };
+}
+
+describe('pump', () => {
+  it('runs at most `concurrency` handlers, overlaps settlements with the next handlers, and bounds them', async () => {
+    const settlements = deferred();
+    const { transport, received } = fakeTransport(20, settlements.promise);
+    let running = 0;
+    let maxRunning = 0;
+    let handled = 0;
+    const pump = new Pump({
+      transport,
+      addresses: ['Q'],
+      concurrency: 3,
+      logger: silentLogger,
+      async process(receipt, _stop, release) {
+        running += 1;
+        maxRunning = Math.max(maxRunning, running);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        running -= 1;
+        handled += 1;
+        release();
+        await receipt.complete();
+      },
+    });
+    pump.start();
+    // Settlements are stuck: 3 handled and settling, 3 more handled, then receiving stops.
+    await waitFor(() => handled === 6, { what: 'six handlers done while settlements wait' });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(received()).toBe(6);
+    expect(pump.active).toBe(6);
+
+    settlements.resolve();
+    await waitFor(() => handled === 20, { what: 'all twenty handled' });
+    expect(maxRunning).toBe(3);
+    await pump.stop();
+    expect(pump.active).toBe(0);
+  });
+
+  it('frees the slot when the process finishes without releasing it', async () => {
+    const { transport } = fakeTransport(5, Promise.resolve());
+    let handled = 0;
+    const pump = new Pump({
+      transport,
+      addresses: ['Q'],
+      concurrency: 1,
+      logger: silentLogger,
+      async process(receipt) {
+        handled += 1;
+        await receipt.complete();
+      },
+    });
+    pump.start();
+    await waitFor(() => handled === 5, { what: 'all five handled one at a time' });
+    await pump.stop();
+  });
+
+  it('waits for settlements in flight when it stops', async () => {
+    const settlements = deferred();
+    const { transport } = fakeTransport(2, settlements.promise);
+    let settled = 0;
+    const pump = new Pump({
+      transport,
+      addresses: ['Q'],
+      concurrency: 2,
+      logger: silentLogger,
+      async process(receipt, _stop, release) {
+        release();
+        await receipt.complete();
+        settled += 1;
+      },
+    });
+    pump.start();
+    await waitFor(() => pump.active === 2, { what: 'two messages settling' });
+    let stopped = false;
+    const stopping = pump.stop().then(() => (stopped = true));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stopped).toBe(false);
+    settlements.resolve();
+    await stopping;
+    expect(settled).toBe(2);
+  });
+});
