@@ -8,7 +8,7 @@ import { checkName, sharedAddress } from '../core/identity.js';
 import { consoleLogger } from '../core/logger.js';
 import { controlAddress } from '../scaleout/distributor-protocol.js';
 import { startDistributor } from '../scaleout/distributor.js';
-import { sqliteDistributorStore } from '../sqlite/distributor-store.js';
+import { DISTRIBUTOR_SYNCHRONOUS, sqliteDistributorStore } from '../sqlite/distributor-store.js';
 import { sqliteTransport } from '../sqlite/transport.js';
 import { onShutdown } from './signals.js';
 
@@ -42,8 +42,8 @@ export function registerDistributorCommand(program: Command): void {
     .option('--worker-timeout <ms>', 'declare a worker dead after this long without a heartbeat', '30000')
     .option('--error-queue <name>', 'where invalid control messages go', 'error')
     .action(async (options: RunOptions) => {
-      const transport = sqliteTransport({ path: options.sqlite });
-      const store = sqliteDistributorStore({ path: options.sqlite });
+      const transport = sqliteTransport({ path: options.sqlite, synchronous: DISTRIBUTOR_SYNCHRONOUS });
+      const store = sqliteDistributorStore({ path: options.sqlite, synchronous: DISTRIBUTOR_SYNCHRONOUS });
       const handle = await startDistributor({
         endpoint: options.endpoint,
         transport,

@@ -4,5 +4,5 @@ export type { SqliteSubscriptionStoreOptions } from './subscription-store.js';
 export type { SqliteTransportOptions } from './transport.js';
 export type { SqliteOptions, Synchronous } from './database.js';
 export { sqliteDatasetStore } from './dataset-store.js';
-export { sqliteDistributorStore } from './distributor-store.js';
+export { DISTRIBUTOR_SYNCHRONOUS, sqliteDistributorStore } from './distributor-store.js';
 export type { SqliteDatasetStoreOptions } from './dataset-store.js';
