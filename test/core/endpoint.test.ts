@@ -100,6 +100,8 @@ describe('endpoint', () => {
     const [charge] = await waitFor(() => headers.length === 1 && headers);
     expect(charge![Headers.CorrelationId]).toBe('first-id');
     expect(charge![Headers.RelatedTo]).toBe('first-id');
+    // The first message started the conversation, so its id names it all along the chain.
+    expect(charge![Headers.ConversationId]).toBe('first-id');
   });
 
   it('refuses to send without a route, to publish a command, or to send an event, saying what to do', async () => {
