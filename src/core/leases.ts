@@ -17,17 +17,23 @@ export interface HeldLease {
  * handler to give up, and its completion will be fenced off by the transport.
  */
 export class LeaseKeeper {
-  private readonly held = new Set<{ renew: () => boolean | Promise<boolean>; controller: AbortController }>();
+  private readonly held = new Set<HeldEntry>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly intervalMs: number) {}
 
   hold(renew: () => boolean | Promise<boolean>): HeldLease {
-    const entry = { renew, controller: new AbortController() };
+    const entry: HeldEntry = { renew, controller: undefined, lost: undefined };
     this.held.add(entry);
     this.timer ??= setInterval(() => void this.renewAll(), this.intervalMs).unref();
     return {
-      signal: entry.controller.signal,
+      // Made on first use: most handlers never look at their signal, and one AbortController
+      // per message was a measurable share of the receive path.
+      get signal() {
+        entry.controller ??= new AbortController();
+        if (entry.lost && !entry.controller.signal.aborted) entry.controller.abort(entry.lost);
+        return entry.controller.signal;
+      },
       release: () => {
         this.held.delete(entry);
         if (this.held.size === 0 && this.timer) {
@@ -38,6 +44,11 @@ export class LeaseKeeper {
     };
   }
 
+  private static lose(entry: HeldEntry, reason: SwitchyardError): void {
+    entry.lost = reason;
+    entry.controller?.abort(reason);
+  }
+
   private async renewAll(): Promise<void> {
     for (const entry of [...this.held]) {
       let kept = false;
@@ -46,16 +57,23 @@ export class LeaseKeeper {
       } catch {
         kept = false;
       }
-      if (!kept && this.held.delete(entry)) entry.controller.abort(new SwitchyardError(ErrorCodes.LEASE_LOST, 'The message lease was lost.'));
+      if (!kept && this.held.delete(entry)) LeaseKeeper.lose(entry, new SwitchyardError(ErrorCodes.LEASE_LOST, 'The message lease was lost.'));
     }
   }
 
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const entry of this.held) entry.controller.abort(new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The transport closed.'));
+    for (const entry of this.held) LeaseKeeper.lose(entry, new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The transport closed.'));
     this.held.clear();
   }
+}
+
+interface HeldEntry {
+  readonly renew: () => boolean | Promise<boolean>;
+  controller: AbortController | undefined;
+  /** Why the lease is gone, once it is. */
+  lost: SwitchyardError | undefined;
 }
 
 /** Resolves on the first wake-up, after `timeoutMs`, or when `signal` aborts, whichever is first. */

@@ -122,7 +122,9 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
         message: stored.message,
         address,
         deliveryCount: stored.deliveryCount,
-        signal: lease.signal,
+        get signal() {
+          return lease.signal;
+        },
         async complete(outgoing: readonly Outgoing[] = []) {
           lease.release();
           const { q: queue, index, stored: s } = find(address, seq);

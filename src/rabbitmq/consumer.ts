@@ -125,13 +125,20 @@ export class QueueConsumer {
     let settled = false;
     // The receipt's own signal follows the channel until the receipt is settled, and no longer:
     // closing the channel later (transport stop) must not abort a handler that already finished.
-    const own = new AbortController();
-    const follow = () => own.abort(signal.reason);
-    if (signal.aborted) follow();
-    else signal.addEventListener('abort', follow, { once: true });
+    // Made on first use: most handlers never look at it.
+    let own: AbortController | undefined;
+    const follow = () => own!.abort(signal.reason);
+    const ownSignal = () => {
+      if (!own) {
+        own = new AbortController();
+        if (signal.aborted && !settled) follow();
+        else if (!settled) signal.addEventListener('abort', follow, { once: true });
+      }
+      return own.signal;
+    };
     const done = () => {
       settled = true;
-      signal.removeEventListener('abort', follow);
+      if (own) signal.removeEventListener('abort', follow);
     };
     const ack = () => {
       try {
@@ -144,7 +151,9 @@ export class QueueConsumer {
       message,
       address,
       deliveryCount: deliveryCountOf(raw),
-      signal: own.signal,
+      get signal() {
+        return ownSignal();
+      },
       async complete(outgoing: readonly Outgoing[] = []) {
         if (signal.aborted || settled) throw leaseLost(address, message.id);
         // Sends first, confirmed; then the ack. A loss in between duplicates, never loses.

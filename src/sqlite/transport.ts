@@ -151,7 +151,9 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       message,
       address,
       deliveryCount: row.delivery_count,
-      signal: lease.signal,
+      get signal() {
+        return lease.signal;
+      },
       async complete(outgoing: readonly Outgoing[] = []) {
         lease.release();
         await committer.run(() => {
