@@ -85,9 +85,17 @@ export function migrate(db: Database.Database, component: string, migrations: re
 
 interface PendingOp {
   fn: () => unknown;
+  durable: boolean;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
+
+/**
+ * `durable`: an acknowledgement (a send, a completion) that must survive power loss when the
+ * connection is synchronous=FULL. `bookkeeping`: a change that is safe to lose with the commits
+ * after it (a claim, a lease renewal, an abandon: the message then becomes visible again).
+ */
+export type Durability = 'durable' | 'bookkeeping';
 
 /** How long a group waits between attempts at the write lock while another process holds it. */
 const LOCK_RETRY_MS = 1;
@@ -101,6 +109,11 @@ function isBusy(error: unknown): boolean {
  * An operation must check everything before it writes and throw a SwitchyardError if a check
  * fails (a fenced completion, a missing queue): it then has written nothing, so the others in
  * the group commit without it. Any other error (I/O, constraint) fails the whole group.
+ *
+ * A group of bookkeeping operations only commits with synchronous=NORMAL (no fsync) on a FULL
+ * connection. That is safe: WAL recovery keeps a prefix of commits (cumulative checksums), and
+ * the next durable commit's fsync covers every earlier commit's frames, so a power loss can
+ * undo a claim only together with everything that came after it.
  *
  * The write lock is taken without SQLite's busy handler, which sleeps inside the call (1, 2, 5,
  * 10 ... ms) and so blocks the whole process while another process commits. Here a busy lock
@@ -116,19 +129,23 @@ export class GroupCommitter {
   private readonly begin;
   private readonly commit;
   private readonly rollback;
+  /** The level the connection is at now; FULL groups need `synchronous` full. */
+  private level: Synchronous;
 
   constructor(
     private readonly db: Database.Database,
     private readonly busyTimeoutMs = 5000,
+    private readonly synchronous: Synchronous = 'full',
   ) {
+    this.level = synchronous;
     this.begin = db.prepare('BEGIN IMMEDIATE');
     this.commit = db.prepare('COMMIT');
     this.rollback = db.prepare('ROLLBACK');
   }
 
-  run<T>(fn: () => T): Promise<T> {
+  run<T>(fn: () => T, durability: Durability = 'durable'): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ fn, durable: durability === 'durable', resolve: resolve as (value: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -177,7 +194,12 @@ export class GroupCommitter {
 
   /** Begins the transaction; false when the lock is busy and a retry is scheduled (or the group failed). */
   private lock(wait: boolean): boolean {
-    // Not a prepared statement: SQLite applies this pragma when it is prepared, not when run.
+    const level = this.synchronous === 'full' && !this.queue.some((op) => op.durable) ? 'normal' : this.synchronous;
+    // Not prepared statements: SQLite applies these pragmas when they are prepared, not when run.
+    if (level !== this.level) {
+      this.db.pragma(`synchronous = ${level === 'full' ? 'FULL' : 'NORMAL'}`);
+      this.level = level;
+    }
     if (!wait) this.db.pragma('busy_timeout = 0');
     try {
       this.begin.run();

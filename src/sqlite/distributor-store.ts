@@ -110,7 +110,7 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       const d = openDatabase(options);
       migrate(d, 'distributor', MIGRATIONS);
       statements = prepare(d);
-      committer = new GroupCommitter(d, options.busyTimeoutMs);
+      committer = new GroupCommitter(d, options.busyTimeoutMs, options.synchronous);
       db = d;
     },
     async load(endpoint) {

@@ -138,7 +138,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     const rows = await committer.run(() => {
       const now = Date.now();
       return statements.claim.all(now + leaseMs, address, now, max) as Row[];
-    });
+    }, 'bookkeeping');
     rows.sort((a, b) => a.seq - b.seq);
     return rows.map((row) => receiptFor(address, row));
   };
@@ -146,7 +146,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const receiptFor = (address: Address, row: Row): Receipt => {
     const { seq, lease_token: token } = row;
     const message = toMessage(row);
-    const lease = leases.hold(() => committer.run(() => statements.renew.run(Date.now() + leaseMs, seq, token).changes === 1));
+    const lease = leases.hold(() => committer.run(() => statements.renew.run(Date.now() + leaseMs, seq, token).changes === 1, 'bookkeeping'));
     return {
       message,
       address,
@@ -165,7 +165,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       },
       async abandon(delayMs = 0) {
         lease.release();
-        await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token));
+        await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token), 'bookkeeping');
         commits.notify();
       },
     };
@@ -237,7 +237,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       migrate(d, 'transport', MIGRATIONS);
       db = d;
       statements = prepare(d);
-      committer = new GroupCommitter(d, options.busyTimeoutMs);
+      committer = new GroupCommitter(d, options.busyTimeoutMs, options.synchronous);
       leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
       commits = new CommitSignal(options.path);
       commits.start();

@@ -2,7 +2,7 @@
  * Group commit against another connection holding the write lock (as another process would):
  * the event loop keeps running while a group waits for the lock, operations queued meanwhile
  * join the group, and a group that cannot get the lock within busyTimeoutMs fails with the
- * busy error and writes nothing.
+ * busy error and writes nothing. Groups of bookkeeping only (claims, renewals) skip the fsync.
  */
 import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -28,8 +28,8 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function connection(): Database.Database {
-  const db = openDatabase({ path: file });
+function connection(synchronous: 'full' | 'normal' = 'full'): Database.Database {
+  const db = openDatabase({ path: file, synchronous });
   open.push(db);
   return db;
 }
@@ -73,5 +73,21 @@ describe('SQLite group commit', () => {
     await committer.run(() => db.prepare('INSERT INTO t (n) VALUES (2)').run());
     expect(count(other)).toBe(1);
     committer.close();
+  });
+
+  it('commits bookkeeping-only groups without fsync (NORMAL) and any group with an acknowledgement with FULL', async () => {
+    const db = connection();
+    const committer = new GroupCommitter(db, 5000, 'full');
+    const level = () => db.pragma('synchronous', { simple: true }) as number; // 1 NORMAL, 2 FULL
+    expect(await committer.run(level, 'bookkeeping')).toBe(1);
+    expect(await committer.run(level)).toBe(2);
+    const [a, b] = await Promise.all([committer.run(level, 'bookkeeping'), committer.run(level, 'durable')]);
+    expect([a, b]).toEqual([2, 2]);
+    // A connection opened at NORMAL stays there.
+    const normal = connection('normal');
+    const relaxed = new GroupCommitter(normal, 5000, 'normal');
+    expect(await relaxed.run(() => normal.pragma('synchronous', { simple: true }))).toBe(1);
+    committer.close();
+    relaxed.close();
   });
 });
