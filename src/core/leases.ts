@@ -76,6 +76,11 @@ interface HeldEntry {
   lost: SwitchyardError | undefined;
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts (backoff that a stop cuts short). */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return waitForWake(() => () => undefined, ms, signal);
+}
+
 /** Resolves on the first wake-up, after `timeoutMs`, or when `signal` aborts, whichever is first. */
 export function waitForWake(subscribe: (wake: () => void) => () => void, timeoutMs: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted || timeoutMs <= 0) return Promise.resolve();

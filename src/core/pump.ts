@@ -13,6 +13,7 @@
  * more messages wait for their settlement, so a slow store holds back receiving.
  */
 import type { Address } from './identity.js';
+import { sleep } from './leases.js';
 import type { Logger } from './logger.js';
 import type { Receipt, Transport } from './transport.js';
 
@@ -119,16 +120,4 @@ export class Pump {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     signal?.removeEventListener('abort', force);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -18,6 +18,7 @@
 import { asError, ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
 import { randomId } from '../core/ids.js';
 import { checkName, makeIdentity, sharedAddress, type Address, type EndpointName } from '../core/identity.js';
+import { sleep } from '../core/leases.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
 import type { Receipt, Transport } from '../core/transport.js';
 import { errorQueueHeaders } from '../recoverability/failure-headers.js';
@@ -318,16 +319,4 @@ function positive(option: string, value: number): number {
     throw new SwitchyardError(ErrorCodes.CONFIG, `Distributor option \`${option}\` is ${String(value)}.`, { fix: 'Use a positive number (milliseconds or a count).' });
   }
   return value;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
