@@ -10,7 +10,7 @@ import type { Channel, ChannelModel } from 'amqplib';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { BrokerConnection } from './connection.js';
 import { brokerError } from './errors.js';
-import { declare, specKey, type TopologySpec } from './topology.js';
+import { declare, specKey, type TopologySpec } from './specs.js';
 
 export class Declarations {
   private readonly declared = new Map<string, TopologySpec>();

@@ -17,17 +17,15 @@
  * Precision: never early; late by the broker's expiry work per set bit (a few ms each).
  */
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
-import type { BindingSpec, ExchangeSpec, TopologySpec } from './topology.js';
-
-export type DelayQueueType = 'quorum' | 'classic';
+import type { BindingSpec, ExchangeSpec, QueueType, TopologySpec } from './specs.js';
 
 /** 2^36 ms is about 795 days. */
 export const DELAY_LEVELS = 36;
 export const MAX_DELAY_MS = 2 ** DELAY_LEVELS - 1;
 
-const prefix = (type: DelayQueueType) => `sy.delay.${type}`;
-const levelName = (type: DelayQueueType, level: number) => `${prefix(type)}.L${String(level).padStart(2, '0')}`;
-const deliverName = (type: DelayQueueType) => `${prefix(type)}.deliver`;
+const prefix = (type: QueueType) => `sy.delay.${type}`;
+const levelName = (type: QueueType, level: number) => `${prefix(type)}.L${String(level).padStart(2, '0')}`;
+const deliverName = (type: QueueType) => `${prefix(type)}.deliver`;
 
 /** The last routing-key word naming where a delayed message goes. Names never contain '~' or '!'. */
 export function targetWord(target: { queue: string } | { exchange: string }): string {
@@ -50,7 +48,7 @@ export interface DelayTopology {
   routingKey(delayMs: number, target: { queue: string } | { exchange: string }): string;
 }
 
-export function delayTopology(type: DelayQueueType): DelayTopology {
+export function delayTopology(type: QueueType): DelayTopology {
   const specs: TopologySpec[] = [{ kind: 'exchange', name: deliverName(type), type: 'topic' }];
   for (let level = 0; level < DELAY_LEVELS; level++) {
     const name = levelName(type, level);

@@ -17,7 +17,8 @@ import type { BrokerConnection } from './connection.js';
 import type { Declarations } from './declarations.js';
 import { delayTopology } from './delay.js';
 import { brokerError, isRefusal } from './errors.js';
-import { eventHierarchySpecs, type QueueType, type TopologySpec } from './topology.js';
+import type { QueueType, TopologySpec } from './specs.js';
+import { eventHierarchySpecs } from './topology.js';
 import { publishOptions } from './wire.js';
 
 interface Route {

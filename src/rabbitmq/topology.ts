@@ -9,29 +9,8 @@
  *                                  a child type's exchange is bound to each ancestor's exchange
  *   delay topology "sy.delay.<type>.*"  see delay.ts
  */
-import type { Channel } from 'amqplib';
-import { delayTopology, type DelayQueueType } from './delay.js';
-
-export type QueueType = DelayQueueType;
-
-export interface QueueSpec {
-  readonly kind: 'queue';
-  readonly name: string;
-  readonly arguments: Readonly<Record<string, string | number>>;
-}
-export interface ExchangeSpec {
-  readonly kind: 'exchange';
-  readonly name: string;
-  readonly type: 'fanout' | 'topic';
-}
-export interface BindingSpec {
-  readonly kind: 'binding';
-  readonly source: string;
-  readonly destination: string;
-  readonly destinationType: 'queue' | 'exchange';
-  readonly routingKey: string;
-}
-export type TopologySpec = QueueSpec | ExchangeSpec | BindingSpec;
+import { delayTopology } from './delay.js';
+import { specKey, type ExchangeSpec, type QueueSpec, type QueueType, type TopologySpec } from './specs.js';
 
 export function queueSpec(name: string, type: QueueType): QueueSpec {
   return { kind: 'queue', name, arguments: type === 'quorum' ? { 'x-queue-type': 'quorum' } : {} };
@@ -61,24 +40,6 @@ export function eventHierarchySpecs(enclosedTypes: readonly string[]): TopologyS
   return specs;
 }
 
-/** Declares one description on `channel` (idempotent on the broker; a conflict closes the channel). */
-export async function declare(channel: Channel, spec: TopologySpec): Promise<void> {
-  switch (spec.kind) {
-    case 'queue':
-      await channel.assertQueue(spec.name, { durable: true, arguments: spec.arguments });
-      return;
-    case 'exchange':
-      await channel.assertExchange(spec.name, spec.type, { durable: true });
-      return;
-    case 'binding':
-      if (spec.destinationType === 'queue') await channel.bindQueue(spec.destination, spec.source, spec.routingKey);
-      else await channel.bindExchange(spec.destination, spec.source, spec.routingKey);
-  }
-}
-
-export function specKey(spec: TopologySpec): string {
-  return spec.kind === 'binding' ? `b:${spec.source}>${spec.destinationType}:${spec.destination}:${spec.routingKey}` : `${spec.kind[0]}:${spec.name}`;
-}
 
 export interface TopologyRequest {
   queueType?: QueueType;

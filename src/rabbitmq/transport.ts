@@ -18,7 +18,8 @@ import { BrokerConnection, notOpen, type ConnectionState, type ConnectionStateCh
 import { QueueConsumer } from './consumer.js';
 import { Declarations } from './declarations.js';
 import { Publisher } from './publisher.js';
-import { queueSpec, subscriptionSpecs, type QueueType } from './topology.js';
+import type { QueueType } from './specs.js';
+import { queueSpec, subscriptionSpecs } from './topology.js';
 
 export interface RabbitMqTransportOptions {
   /** `amqp://user:password@host:5672/vhost` (or `amqps://` for TLS). */
