@@ -18,9 +18,15 @@ const BOOKKEEPING = /^x-sy-/;
 const BROKER_HEADERS = /^x-(death|first-death-|last-death-|delivery-count|sy-|received-from)/;
 
 function copyStrings(from: Record<string, unknown>, into: Record<string, string>): void {
-  for (const [key, value] of Object.entries(from)) {
-    if (typeof value === 'string' && key !== '__proto__' && key !== PACKED && !BROKER_HEADERS.test(key)) into[key] = value;
+  for (const key of Object.keys(from)) {
+    const value = from[key];
+    if (typeof value === 'string' && key !== '__proto__' && key !== PACKED && !(key.startsWith('x-') && BROKER_HEADERS.test(key))) into[key] = value;
   }
+}
+
+function hasBookkeeping(headers: Readonly<Record<string, string>>): boolean {
+  for (const key in headers) if (key.startsWith('x-sy-')) return true;
+  return false;
 }
 
 export function fromAmqp(raw: ConsumeMessage | GetMessage): TransportMessage {
@@ -43,7 +49,7 @@ export function fromAmqp(raw: ConsumeMessage | GetMessage): TransportMessage {
 export function publishOptions(message: TransportMessage): Options.Publish {
   const amqpHeaders: Record<string, string> = {};
   let packed: Record<string, string> = message.headers;
-  if (Object.keys(message.headers).some((key) => BOOKKEEPING.test(key))) {
+  if (hasBookkeeping(message.headers)) {
     packed = {};
     for (const [key, value] of Object.entries(message.headers)) (BOOKKEEPING.test(key) ? amqpHeaders : packed)[key] = value;
   }
