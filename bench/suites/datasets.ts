@@ -6,6 +6,11 @@
  *                                msgs/s = writes/s achieved. Baseline: the same change pushed through a
  *                                plain broadcast to the same 10 processes (Redis PUBLISH, PostgreSQL NOTIFY,
  *                                SQLite: every process polls one row at the store's poll interval).
+ *   dataset.pubsub-events.converge-10  the comparison the issue asks for: the same writes pushed as a
+ *                                Switchyard event on SQLite to 10 processes, each subscribed as a logical
+ *                                endpoint of its own (publish/subscribe reaches one instance per logical
+ *                                subscriber, so that is what reaching every process takes); p50/p99 until all
+ *                                10 handled it. Baseline: the dataset.sqlite.converge-10 row of the same run.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,9 +20,14 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { createEndpoint, defineEvent, silentLogger } from '../../src/index.js';
 import { openDataset } from '../../src/datasets/index.js';
+import { subscriptions } from '../../src/pubsub/subscriptions.js';
+import { sqliteSubscriptionStore, sqliteTransport } from '../../src/sqlite/index.js';
+import { waitFor } from '../../src/testing/wait.js';
 import { sqliteDatasetStore } from '../../src/sqlite/dataset-store.js';
 import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/datasets/fixtures/bench-child.js';
+import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-event-child.js';
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../load.js';
@@ -25,6 +35,7 @@ import { percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
 const CHILD = fileURLToPath(new URL('../../test/datasets/fixtures/bench-child.ts', import.meta.url));
+const EVENT_CHILD = fileURLToPath(new URL('../../test/datasets/fixtures/bench-event-child.ts', import.meta.url));
 const REPLICAS = 10;
 const WARMUP = 20;
 const WRITES = 200;
@@ -172,19 +183,12 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
   const dataset = `bench-converge-${tag}`.replace(/_/g, '-');
   const store = openStore(spec);
   const writer = await openDataset<number>(dataset, { store });
-  const children: ChildProcess[] = [];
+  let children: ChildProcess[] = [];
   try {
     const t = Date.now();
-    await Promise.all(
-      Array.from({ length: REPLICAS }, (_, i) => {
-        const config: BenchChildConfig = { store: spec, dataset, instance: `bench-${i}`, broadcast };
-        const child = fork(CHILD, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        children.push(child);
-        return new Promise<void>((resolve, reject) => {
-          child.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
-          child.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
-        });
-      }),
+    children = await forkReplicas(
+      CHILD,
+      Array.from({ length: REPLICAS }, (_, i): BenchChildConfig => ({ store: spec, dataset, instance: `bench-${i}`, broadcast })),
     );
     log(`dataset.${backend}.converge-10: ${REPLICAS} replica processes up in ${Date.now() - t} ms`);
     const mine = await drive(children, (m) => (m.type === 'applied' ? m.version : undefined), (i) => writer.set('price', i));
@@ -209,11 +213,7 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
       },
     };
   } finally {
-    for (const c of children) {
-      c.removeAllListeners('exit');
-      if (c.connected) c.disconnect();
-    }
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+    await stopReplicas(children);
     await writer.close();
     await store.close();
     for (const close of closers) await close();
@@ -221,8 +221,75 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
   }
 }
 
+/** Forks one process per replica and waits for each to say it is ready. */
+async function forkReplicas(script: string, configs: object[]): Promise<ChildProcess[]> {
+  const children: ChildProcess[] = [];
+  await Promise.all(
+    configs.map((config, i) => {
+      const child = fork(script, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      children.push(child);
+      return new Promise<void>((resolve, reject) => {
+        child.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
+        child.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
+      });
+    }),
+  );
+  return children;
+}
+
+async function stopReplicas(children: ChildProcess[]): Promise<void> {
+  for (const c of children) {
+    c.removeAllListeners('exit');
+    if (c.connected) c.disconnect();
+  }
+  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
+}
+
+async function benchEvents(log: (l: string) => void, dataset: BenchResult | undefined): Promise<BenchResult> {
+  const tag = `${process.pid}${Date.now().toString(36)}`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-ev-'));
+  const db = path.join(dir, 'events.db');
+  const eventType = `Bench${tag}.PriceChanged`;
+  const PriceChanged = defineEvent<{ n: number }>(eventType);
+  const store = sqliteSubscriptionStore({ path: db });
+  const publisher = createEndpoint({
+    name: 'PriceAdmin',
+    transport: sqliteTransport({ path: db }),
+    logger: silentLogger,
+    features: [subscriptions({ store, publishes: [PriceChanged], cacheMs: 0 })],
+  });
+  await publisher.start();
+  let children: ChildProcess[] = [];
+  try {
+    const configs = Array.from({ length: REPLICAS }, (_, i): BenchEventChildConfig => ({ db, instance: `web-${i}`, publisher: 'PriceAdmin', eventType }));
+    children = await forkReplicas(EVENT_CHILD, configs);
+    await waitFor(async () => (await store.subscribersOf([eventType])).length === REPLICAS, { timeoutMs: 20_000, what: `${REPLICAS} subscriptions stored` });
+    const events = await drive(children, (m) => (m.type === 'broadcast' ? m.n : undefined), async (i) => {
+      await publisher.publish(PriceChanged, { n: i });
+      return i;
+    });
+    const [p50, p99] = [percentile(events.latencies, 0.5), percentile(events.latencies, 0.99)];
+    log(`dataset.pubsub-events.converge-10: p50 ${p50?.toFixed(2)} ms p99 ${p99?.toFixed(2)} ms (dataset on SQLite: p50 ${dataset?.p50Ms?.toFixed(2) ?? '-'} ms p99 ${dataset?.p99Ms?.toFixed(2) ?? '-'} ms)`);
+    return {
+      name: 'dataset.pubsub-events.converge-10', transport: 'sqlite', messages: WRITES, msgsPerSec: events.perSec, p50Ms: p50, p99Ms: p99,
+      baseline: dataset ? 'dataset.sqlite.converge-10 in the same run (its p50/p99 in settings)' : `offered rate (${RATE}/s; run dataset.sqlite.converge-10 too for the dataset row)`,
+      baselineMsgsPerSec: dataset?.msgsPerSec ?? RATE, ratio: events.perSec / (dataset?.msgsPerSec ?? RATE),
+      settings: {
+        replicas: REPLICAS, offeredWritesPerSec: RATE, warmup: WARMUP, synchronous: 'FULL',
+        subscribers: `${REPLICAS} logical endpoints, one per process`,
+        ...(dataset ? { datasetP50Ms: Number(dataset.p50Ms?.toFixed(3) ?? -1), datasetP99Ms: Number(dataset.p99Ms?.toFixed(3) ?? -1) } : {}),
+      },
+    };
+  } finally {
+    await stopReplicas(children);
+    await publisher.stop();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const suite: BenchSuite = {
-  names: ['dataset.read', 'dataset.sqlite.converge-10', 'dataset.postgres.converge-10', 'dataset.redis.converge-10'],
+  names: ['dataset.read', 'dataset.sqlite.converge-10', 'dataset.postgres.converge-10', 'dataset.redis.converge-10', 'dataset.pubsub-events.converge-10'],
   async run({ only, log }) {
     const results: BenchResult[] = [];
     if (only('dataset.read')) results.push(await benchRead(log));
@@ -230,6 +297,14 @@ const suite: BenchSuite = {
       if (!only(`dataset.${backend}.converge-10`)) continue;
       const r = await benchConverge(backend, log).catch((error: unknown) => {
         log(`dataset.${backend}.converge-10: failed: ${String(error)}`);
+        return undefined;
+      });
+      if (r) results.push(r);
+    }
+    if (only('dataset.pubsub-events.converge-10')) {
+      const dataset = results.find((r) => r.name === 'dataset.sqlite.converge-10');
+      const r = await benchEvents(log, dataset).catch((error: unknown) => {
+        log(`dataset.pubsub-events.converge-10: failed: ${String(error)}`);
         return undefined;
       });
       if (r) results.push(r);
