@@ -24,6 +24,8 @@ export interface FeatureHost {
   routeOf(typeName: string): EndpointName | undefined;
   /** The address replies and subscriptions point at. Defaults to the shared queue. */
   publicAddress: Address;
+  /** Messages received ahead of free handler slots (the endpoint's `prefetch`); a feature may raise it in setup. */
+  prefetch: number;
   /** Builds a control message (subscribe, ready, ...) with the standard headers. */
   controlMessage(intent: Intent, headers: HeaderMap, body?: unknown): TransportMessage;
   /** Sends now, outside any handler. */

@@ -11,6 +11,11 @@
  * until its settlement is durable: settling (a commit, a broker confirm) overlaps the next
  * message's handler. At most `concurrency` handlers run at once, and at most `concurrency`
  * more messages wait for their settlement, so a slow store holds back receiving.
+ *
+ * With `prefetch`, up to that many more messages are received ahead of free slots and held here
+ * (their leases renewed like any other): a handler that finishes starts the next message at once
+ * instead of waiting for a receive, which on SQLite is a turn at the write lock. Held messages go
+ * back to their queue (abandoned) when the pump stops.
  */
 import type { Address } from './identity.js';
 import { sleep } from './leases.js';
@@ -29,6 +34,8 @@ export interface PumpOptions {
   process(receipt: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void>;
   /** Longest a receive waits for a message before asking again. */
   receiveWaitMs?: number;
+  /** Messages received ahead of free slots and held here (default 0; see the file header). */
+  prefetch?: number;
 }
 
 export class Pump {
@@ -38,9 +45,12 @@ export class Pump {
   private readonly inFlight = new Set<Promise<void>>();
   /** Of those, the ones whose handlers still run (not released). */
   private running = 0;
+  /** Received ahead of free slots (prefetch), oldest first. */
+  private readonly held: Receipt[] = [];
   /** Loops waiting for a free slot; every queue's loop may wait at once. */
   private readonly slotWaiters = new Set<() => void>();
   private loops: Promise<void>[] = [];
+  private stoppedReceiving: Promise<void> | undefined;
 
   constructor(private readonly options: PumpOptions) {}
 
@@ -61,8 +71,10 @@ export class Pump {
     const { transport, concurrency, logger } = this.options;
     const signal = this.receiving.signal;
     let backoffMs = 0;
+    const prefetch = this.options.prefetch ?? 0;
     while (!signal.aborted) {
-      const free = Math.min(concurrency - this.running, 2 * concurrency - this.inFlight.size);
+      this.startHeld();
+      const free = this.freeSlots() + prefetch - this.held.length;
       if (free <= 0) {
         await new Promise<void>((resolve) => this.slotWaiters.add(resolve));
         // Completions settle in groups: let the rest of the group free their slots, then
@@ -82,8 +94,20 @@ export class Pump {
         await sleep(backoffMs, signal);
         continue;
       }
-      for (const receipt of receipts) this.track(receipt);
+      this.held.push(...receipts);
+      this.startHeld();
     }
+  }
+
+  /** Slots for messages to start now: handlers not running, and room among the unsettled. */
+  private freeSlots(): number {
+    const { concurrency } = this.options;
+    return Math.min(concurrency - this.running, 2 * concurrency - this.inFlight.size);
+  }
+
+  private startHeld(): void {
+    if (this.receiving.signal.aborted) return; // stopping: held messages go back (stop)
+    while (this.held.length > 0 && this.freeSlots() > 0) this.track(this.held.shift()!);
   }
 
   private track(receipt: Receipt): void {
@@ -93,6 +117,7 @@ export class Pump {
       if (released) return;
       released = true;
       this.running -= 1;
+      this.startHeld();
       this.wakeSlotWaiters();
     };
     const tracked = this.options.process(receipt, this.forced.signal, release).finally(() => {
@@ -109,14 +134,29 @@ export class Pump {
     for (const wake of waiters) wake();
   }
 
+  /**
+   * Starts no more messages: receive loops end, the transport stops delivering, and held
+   * (prefetched) messages go back to their queues. Handlers already running go on.
+   */
+  stopReceiving(): Promise<void> {
+    this.stoppedReceiving ??= (async () => {
+      this.receiving.abort();
+      this.wakeSlotWaiters();
+      await Promise.all(this.loops);
+      const { transport, addresses } = this.options;
+      // First no more deliveries, then the held ones back: a push broker would hand them to us again.
+      await Promise.allSettled(addresses.map((address) => transport.stopReceiving?.(address)));
+      await Promise.allSettled(this.held.splice(0).map((receipt) => receipt.abandon()));
+    })();
+    return this.stoppedReceiving;
+  }
+
   /** Stops receiving and waits for in-flight work; `signal` aborting forces handlers to give up. */
   async stop(signal?: AbortSignal): Promise<void> {
-    this.receiving.abort();
-    this.wakeSlotWaiters();
     const force = () => this.forced.abort(new Error('The endpoint is stopping forcefully.'));
     if (signal?.aborted) force();
     else signal?.addEventListener('abort', force, { once: true });
-    await Promise.all(this.loops);
+    await this.stopReceiving();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     signal?.removeEventListener('abort', force);
   }

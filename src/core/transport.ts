@@ -99,6 +99,13 @@ export interface Transport {
   /** Sends a batch; atomically where the transport can. */
   dispatch(batch: readonly Outgoing[]): Promise<void>;
   receive(address: Address, options: ReceiveOptions): Promise<Receipt[]>;
+  /**
+   * The endpoint stops receiving from `address`. Push transports stop the broker's deliveries
+   * and give back the ones not handed out yet, so messages returned from now on (abandoned, or
+   * never received) stay in the queue for others. Receipts handed out stay valid. Pull
+   * transports (SQLite, memory) need nothing and leave it out.
+   */
+  stopReceiving?(address: Address): Promise<void>;
   /** Binds `address` to an event type (native pub/sub only). */
   subscribe?(address: Address, eventType: string): Promise<void>;
   unsubscribe?(address: Address, eventType: string): Promise<void>;

@@ -7,8 +7,9 @@
  * transports) -> start receiving -> features' start ->
  * log "started". A failure stops start-up with a coded error naming the setting.
  *
- * stop({ signal }), in order: features' stopping -> stop receiving -> drain in-flight handlers
- * (an aborted `signal` aborts their context signal) -> features' stop -> close the transport.
+ * stop({ signal }), in order: stop receiving (held messages go back) -> features' stopping ->
+ * drain in-flight handlers (an aborted `signal` aborts their context signal) -> features' stop ->
+ * close the transport.
  * Every step runs even when an earlier one failed; errors are gathered in an AggregateError.
  * start and stop are idempotent: a second call returns the first call's promise.
  */
@@ -41,6 +42,12 @@ export interface EndpointOptions {
   routes?: Routes;
   /** Most messages handled at once by this instance (default 8). */
   concurrency?: number;
+  /**
+   * Messages received ahead of free handler slots and held by this instance (default 0), so a
+   * finished handler starts the next message without waiting for a receive. Held messages are
+   * leased to this instance: on a shared queue, other instances cannot take them meanwhile.
+   */
+  prefetch?: number;
   instance?: { discriminator?: string; host?: string };
   /**
    * Which queues this instance receives from. `shared` (default true): the logical endpoint's
@@ -83,6 +90,10 @@ function validate(options: EndpointOptions): void {
   if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
     throw configError('concurrency', `is ${String(c)}`, 'Use a whole number from 1 to 10000 (default 8).');
   }
+  const p = options.prefetch;
+  if (p !== undefined && (!Number.isInteger(p) || p < 0 || p > 10_000)) {
+    throw configError('prefetch', `is ${String(p)}`, 'Use a whole number from 0 to 10000 (default 0).');
+  }
   if (options.sendOnly && (options.handlers?.length ?? 0) > 0) {
     throw configError('sendOnly', 'is set but handlers are given', 'A send-only endpoint receives nothing: remove the handlers or sendOnly.');
   }
@@ -119,6 +130,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   const receiveShared = !options.sendOnly && options.queues?.shared !== false;
   const receiveInstance = !options.sendOnly && options.queues?.instance === true;
   let publicAddress: Address = receiveShared || options.sendOnly ? sharedAddress(identity.endpoint) : identity.address;
+  let prefetch = options.prefetch ?? 0;
 
   const controlFeatures = new Map<Intent, EndpointFeature>();
   for (const feature of features) {
@@ -155,6 +167,12 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     },
     set publicAddress(address: Address) {
       publicAddress = checkAddress('Public address', address);
+    },
+    get prefetch() {
+      return prefetch;
+    },
+    set prefetch(count: number) {
+      prefetch = count;
     },
     controlMessage: (intent, headers, body = {}) =>
       buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: publicAddress, causedBy: undefined, headers }, limits),
@@ -198,6 +216,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
         transport,
         addresses,
         concurrency,
+        prefetch,
         logger,
         process: (receipt, stopSignal, release) => processReceipt(deps, receipt, stopSignal, release),
       });
@@ -222,6 +241,9 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
         errors.push(asError(error));
       }
     };
+    // Receiving stops first, so what a feature's stopping hands back (a worker's withdraw) includes
+    // the prefetched messages just returned to the queue.
+    await step(() => pump?.stopReceiving());
     for (const feature of [...features].reverse()) await step(() => feature.stopping?.(host));
     await step(() => pump?.stop(signal));
     for (const feature of [...features].reverse()) await step(() => feature.stop?.());

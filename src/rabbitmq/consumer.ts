@@ -42,6 +42,9 @@ export class QueueConsumer {
   private lease: AbortController | undefined;
   private starting: Promise<void> | undefined;
   private prefetch = 0;
+  private consumerTag: string | undefined;
+  /** The endpoint stopped receiving: no new consumer is started. */
+  private receivingStopped = false;
 
   constructor(
     private readonly address: Address,
@@ -50,6 +53,7 @@ export class QueueConsumer {
 
   /** Starts consuming (or raises the prefetch) so that `max` deliveries can be handed out. */
   async ensure(max: number, timeoutMs: number): Promise<void> {
+    if (this.receivingStopped) return;
     const wanted = this.deps.prefetch ?? Math.max(this.prefetch, max);
     if (this.channel) {
       if (wanted > this.prefetch) {
@@ -69,7 +73,7 @@ export class QueueConsumer {
     channel.on('close', () => this.channelClosed(channel, lease));
     try {
       await channel.prefetch(prefetch);
-      await channel.consume(this.address, (raw) => this.delivered(channel, lease.signal, raw), { noAck: false });
+      ({ consumerTag: this.consumerTag } = await channel.consume(this.address, (raw) => this.delivered(channel, lease.signal, raw), { noAck: false }));
     } catch (error) {
       await channel.close().catch(() => undefined);
       throw brokerError(error, `consuming from queue ${this.address}`, this.deps.url);
@@ -85,6 +89,10 @@ export class QueueConsumer {
     if (raw === null) {
       // The broker cancelled the consumer (queue deleted): the next receive starts a new one.
       void channel.close().catch(() => undefined);
+      return;
+    }
+    if (this.receivingStopped) {
+      channel.nack(raw, false, true); // arrived while the cancel was under way: not ours to take
       return;
     }
     this.buffer.push({ raw, channel, signal });
@@ -190,6 +198,24 @@ export class QueueConsumer {
         }
       },
     };
+  }
+
+  /**
+   * No more deliveries: cancels the consumer, then puts back the deliveries not handed out.
+   * The channel stays open, so receipts already handed out can still be acked.
+   */
+  async stopReceiving(): Promise<void> {
+    this.receivingStopped = true;
+    const channel = this.channel;
+    if (!channel) return;
+    if (this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
+    for (const delivery of this.buffer.splice(0)) {
+      try {
+        delivery.channel.nack(delivery.raw, false, true);
+      } catch {
+        // Channel gone: the broker requeues them itself.
+      }
+    }
   }
 
   async stop(): Promise<void> {

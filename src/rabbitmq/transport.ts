@@ -118,6 +118,9 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
       }
       return consumer.take(max, waitMs, signal);
     },
+    async stopReceiving(address) {
+      await consumers.get(address)?.stopReceiving();
+    },
     async subscribe(address, eventType) {
       requireOpen();
       await declarations.ensure(subscriptionSpecs(address, eventType));

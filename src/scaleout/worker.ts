@@ -67,7 +67,9 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
       host = h;
       worker = h.identity.address;
       capacity = options.capacity ?? h.concurrency;
-      if (capacity > h.concurrency) h.logger.warn(`distributorWorker capacity ${capacity} is above the endpoint concurrency ${h.concurrency}: messages will wait in ${worker}`);
+      // Capacity above concurrency is prefetch: the extra messages wait in this instance's own
+      // queue, and receiving them ahead means a finished handler starts the next one at once.
+      if (capacity > h.concurrency) h.prefetch = Math.max(h.prefetch, capacity - h.concurrency);
       // Sends to the distributor must not fail because it has not started yet.
       await h.transport.createQueue(data);
       await h.transport.createQueue(control);

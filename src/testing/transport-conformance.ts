@@ -11,7 +11,7 @@ import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
 import { uuidv7 } from '../core/ids.js';
 import { silentLogger } from '../core/logger.js';
 import { defineCommand } from '../core/messages.js';
-import type { Transport, TransportMessage } from '../core/transport.js';
+import type { Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { createEndpoint } from '../endpoint/endpoint.js';
 import { waitFor } from './wait.js';
 
@@ -192,6 +192,38 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
         expect(new Set(seen).size).toBe(total);
       } finally {
         await Promise.all(consumers.map((c) => c.close()));
+        await fx.cleanup();
+      }
+    });
+
+    it('after stopReceiving, a message it gives back goes to another consumer while its receipts stay valid', async () => {
+      const fx = await makeFixture();
+      const [stopping, other] = [fx.create(), fx.create()];
+      try {
+        await Promise.all([stopping.open(), other.open()]);
+        const q = fx.queue('stop-receiving');
+        await stopping.createQueue(q);
+        await stopping.dispatch([1, 2, 3].map((n) => ({ destination: q, message: message({ n }) })));
+        const held: Receipt[] = [];
+        const deadline = Date.now() + 5000;
+        while (held.length < 2 && Date.now() < deadline) held.push(...(await stopping.receive(q, { max: 2 - held.length, waitMs: 200, signal })));
+        const [kept, givenBack] = held;
+        if (!kept || !givenBack) throw new Error(`${name}: two receipts did not arrive within 5 s`);
+        await stopping.stopReceiving?.(q);
+        await givenBack.abandon();
+        // The other consumer gets the given-back message and the one never received.
+        const ids: string[] = [];
+        for (let i = 0; i < 2; i++) {
+          const receipt = await receiveOne(other, q);
+          ids.push(receipt.message.id);
+          await receipt.complete();
+        }
+        expect(ids).toContain(givenBack.message.id);
+        expect(ids).not.toContain(kept.message.id);
+        await kept.complete(); // still valid after stopReceiving
+        expect(await other.receive(q, { max: 5, waitMs: 200, signal })).toEqual([]);
+      } finally {
+        await Promise.all([stopping.close(), other.close()]);
         await fx.cleanup();
       }
     });

@@ -288,8 +288,9 @@ describe('endpoint configuration is checked at start', () => {
     expect(() => createEndpoint({ name: 'Sales' } as EndpointOptions)).toThrow(/`transport` is missing.*sqliteTransport/);
   });
 
-  it('names a bad concurrency', () => {
+  it('names a bad concurrency or prefetch', () => {
     expect(() => createEndpoint({ name: 'Sales', transport: transport(), concurrency: 0 })).toThrow(/`concurrency` is 0/);
+    expect(() => createEndpoint({ name: 'Sales', transport: transport(), prefetch: -1 })).toThrow(/`prefetch` is -1.*0 to 10000/);
   });
 
   it('refuses a handler for a command owned by another endpoint', async () => {

@@ -16,21 +16,27 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 }
 
 /** A queue of `count` messages whose completions all wait for `settlements.promise`. */
-function fakeTransport(count: number, settlements: Promise<void>): { transport: Transport; received: () => number } {
+function fakeTransport(
+  count: number,
+  settlements: Promise<void>,
+): { transport: Transport; received: () => number; asks: number[]; abandoned: string[] } {
   let next = 0;
+  const asks: number[] = [];
+  const abandoned: string[] = [];
   const receipt = (n: number): Receipt => ({
     message: { id: String(n), headers: {}, body: '{}' },
     address: 'Q',
     deliveryCount: 1,
     signal: new AbortController().signal,
     complete: () => settlements,
-    abandon: async () => undefined,
+    abandon: async () => void abandoned.push(String(n)),
   });
   const transport = {
     name: 'fake',
     capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
     admin: undefined,
     async receive(_address: string, { max, signal }: { max: number; signal: AbortSignal }) {
+      asks.push(max);
       const take = Math.min(max, count - next);
       if (take === 0) {
         await new Promise((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', resolve, { once: true })));
@@ -39,7 +45,7 @@ function fakeTransport(count: number, settlements: Promise<void>): { transport: 
       return Array.from({ length: take }, () => receipt(next++));
     },
   } as unknown as Transport;
-  return { transport, received: () => next };
+  return { transport, received: () => next, asks, abandoned };
 }
 
 describe('pump', () => {
@@ -120,5 +126,53 @@ describe('pump', () => {
     settlements.resolve();
     await stopping;
     expect(settled).toBe(2);
+  });
+
+  it('with prefetch, receives ahead and starts held messages without another receive', async () => {
+    // Three messages; every receive after the first finds the queue empty and waits.
+    const { transport, asks } = fakeTransport(3, Promise.resolve());
+    const order: string[] = [];
+    const pump = new Pump({
+      transport,
+      addresses: ['Q'],
+      concurrency: 1,
+      prefetch: 2,
+      logger: silentLogger,
+      async process(receipt, _stop, release) {
+        order.push(receipt.message.id);
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        release();
+        await receipt.complete();
+      },
+    });
+    pump.start();
+    await waitFor(() => order.length === 3, { what: 'three handled' });
+    await pump.stop();
+    expect(order).toEqual(['0', '1', '2']);
+    // One free slot plus two ahead: the first receive brought all three.
+    expect(asks[0]).toBe(3);
+  });
+
+  it('gives held messages back to their queue when it stops', async () => {
+    const handler = deferred();
+    const { transport, abandoned } = fakeTransport(3, Promise.resolve());
+    const pump = new Pump({
+      transport,
+      addresses: ['Q'],
+      concurrency: 1,
+      prefetch: 2,
+      logger: silentLogger,
+      async process(receipt, _stop, release) {
+        await handler.promise;
+        release();
+        await receipt.complete();
+      },
+    });
+    pump.start();
+    await waitFor(() => pump.active === 1, { what: 'the first message running' });
+    const stopping = pump.stop();
+    handler.resolve();
+    await stopping;
+    expect(abandoned.sort()).toEqual(['1', '2']);
   });
 });
