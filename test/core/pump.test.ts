@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/index.js';
-import { Pump } from '../../src/core/pump.js';
+import { Pump, type PumpOptions } from '../../src/core/pump.js';
 import type { Receipt, Transport } from '../../src/core/transport.js';
 import { waitFor } from '../../src/testing/wait.js';
 
@@ -48,6 +48,13 @@ function fakeTransport(
   return { transport, received: () => next, asks, abandoned };
 }
 
+/** A started pump on queue Q of `transport`. */
+function startPump(transport: Transport, options: Pick<PumpOptions, 'concurrency' | 'prefetch' | 'process'>): Pump {
+  const pump = new Pump({ transport, addresses: ['Q'], logger: silentLogger, ...options });
+  pump.start();
+  return pump;
+}
+
 describe('pump', () => {
   it('runs at most `concurrency` handlers, overlaps settlements with the next handlers, and bounds them', async () => {
     const settlements = deferred();
@@ -55,11 +62,8 @@ describe('pump', () => {
     let running = 0;
     let maxRunning = 0;
     let handled = 0;
-    const pump = new Pump({
-      transport,
-      addresses: ['Q'],
+    const pump = startPump(transport, {
       concurrency: 3,
-      logger: silentLogger,
       async process(receipt, _stop, release) {
         running += 1;
         maxRunning = Math.max(maxRunning, running);
@@ -70,7 +74,6 @@ describe('pump', () => {
         await receipt.complete();
       },
     });
-    pump.start();
     // Settlements are stuck: 3 handled and settling, 3 more handled, then receiving stops.
     await waitFor(() => handled === 6, { what: 'six handlers done while settlements wait' });
     await new Promise((resolve) => setTimeout(resolve, 30));
@@ -87,17 +90,13 @@ describe('pump', () => {
   it('frees the slot when the process finishes without releasing it', async () => {
     const { transport } = fakeTransport(5, Promise.resolve());
     let handled = 0;
-    const pump = new Pump({
-      transport,
-      addresses: ['Q'],
+    const pump = startPump(transport, {
       concurrency: 1,
-      logger: silentLogger,
       async process(receipt) {
         handled += 1;
         await receipt.complete();
       },
     });
-    pump.start();
     await waitFor(() => handled === 5, { what: 'all five handled one at a time' });
     await pump.stop();
   });
@@ -106,18 +105,14 @@ describe('pump', () => {
     const settlements = deferred();
     const { transport } = fakeTransport(2, settlements.promise);
     let settled = 0;
-    const pump = new Pump({
-      transport,
-      addresses: ['Q'],
+    const pump = startPump(transport, {
       concurrency: 2,
-      logger: silentLogger,
       async process(receipt, _stop, release) {
         release();
         await receipt.complete();
         settled += 1;
       },
     });
-    pump.start();
     await waitFor(() => pump.active === 2, { what: 'two messages settling' });
     let stopped = false;
     const stopping = pump.stop().then(() => (stopped = true));
@@ -132,12 +127,9 @@ describe('pump', () => {
     // Three messages; every receive after the first finds the queue empty and waits.
     const { transport, asks } = fakeTransport(3, Promise.resolve());
     const order: string[] = [];
-    const pump = new Pump({
-      transport,
-      addresses: ['Q'],
+    const pump = startPump(transport, {
       concurrency: 1,
       prefetch: 2,
-      logger: silentLogger,
       async process(receipt, _stop, release) {
         order.push(receipt.message.id);
         await new Promise((resolve) => setTimeout(resolve, 2));
@@ -145,7 +137,6 @@ describe('pump', () => {
         await receipt.complete();
       },
     });
-    pump.start();
     await waitFor(() => order.length === 3, { what: 'three handled' });
     await pump.stop();
     expect(order).toEqual(['0', '1', '2']);
@@ -156,19 +147,15 @@ describe('pump', () => {
   it('gives held messages back to their queue when it stops', async () => {
     const handler = deferred();
     const { transport, abandoned } = fakeTransport(3, Promise.resolve());
-    const pump = new Pump({
-      transport,
-      addresses: ['Q'],
+    const pump = startPump(transport, {
       concurrency: 1,
       prefetch: 2,
-      logger: silentLogger,
       async process(receipt, _stop, release) {
         await handler.promise;
         release();
         await receipt.complete();
       },
     });
-    pump.start();
     await waitFor(() => pump.active === 1, { what: 'the first message running' });
     const stopping = pump.stop();
     handler.resolve();
