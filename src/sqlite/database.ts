@@ -46,7 +46,7 @@ export function openDatabase(options: SqliteOptions): Database.Database {
   try {
     db = new Database(file, { timeout: options.busyTimeoutMs ?? 5000 });
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${process.env.SY_FORCE_SYNC ?? (options.synchronous === 'normal' ? 'NORMAL' : 'FULL')}`);
+    db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
   } catch (cause) {
     throw new SwitchyardError(ErrorCodes.CONFIG, `Cannot open the SQLite database at ${JSON.stringify(file)}: ${(cause as Error).message}.`, {
       fix: 'Check that the file is a SQLite database and that this process may read and write it and its folder.',
