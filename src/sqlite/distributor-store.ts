@@ -16,8 +16,8 @@ import { GroupCommitter, migrate, openDatabase, type SqliteOptions, type Synchro
  * WAL frames carry cumulative checksums, so a power loss rolls back a suffix of commits, never a
  * commit while keeping a later one: a forward lost that way leaves its message in the data queue
  * (forwarded again), and anything built on a forward (a worker's claim, its completion) commits
- * with `full` later, making the forward durable with it. Measured: distributor.workers-4 1,370 ->
- * 1,780 msgs/s on the benchmark machine (docs/distributor.md).
+ * with `full` later, making the forward durable with it. Measured: distributor.workers-4 1,450 ->
+ * 1,710 msgs/s in one A/B run on the benchmark machine (docs/distributor.md).
  */
 export const DISTRIBUTOR_SYNCHRONOUS: Synchronous = 'normal';
 
