@@ -74,8 +74,9 @@ export class Pump {
     const prefetch = this.options.prefetch ?? 0;
     while (!signal.aborted) {
       this.startHeld();
-      const free = this.freeSlots() + prefetch - this.held.length;
-      if (free <= 0) {
+      // Room to receive: free slots, plus what prefetch may hold beyond them.
+      const room = this.freeSlots() + prefetch - this.held.length;
+      if (room <= 0) {
         await new Promise<void>((resolve) => this.slotWaiters.add(resolve));
         // Completions settle in groups: let the rest of the group free their slots, then
         // receive for all of them at once instead of one receive per freed slot.
@@ -84,7 +85,7 @@ export class Pump {
       }
       let receipts: Receipt[];
       try {
-        receipts = await transport.receive(address, { max: free, waitMs: this.options.receiveWaitMs ?? 1000, signal });
+        receipts = await transport.receive(address, { max: room, waitMs: this.options.receiveWaitMs ?? 1000, signal });
         if (backoffMs > 0) logger.info(`receiving from ${address} again after an error`);
         backoffMs = 0;
       } catch (error) {

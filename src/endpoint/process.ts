@@ -35,7 +35,7 @@ export interface ProcessDeps extends OutgoingDeps {
 }
 
 /** `release` is called when only the settlement is left (see Pump). */
-export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal, release: () => void = () => undefined): Promise<void> {
+export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void> {
   const { message } = receipt;
   // Composed on first use: most handlers never look at their signal.
   let composed: AbortSignal | undefined;
