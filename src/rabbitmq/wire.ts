@@ -14,7 +14,6 @@ import type { TransportMessage } from '../core/transport.js';
 /** Deliveries counted before a delayed abandon re-published the message (so the count continues). */
 export const DELIVERY_BASE_HEADER = 'x-sy-delivery-base';
 const PACKED = 'sy1-headers';
-const BOOKKEEPING = /^x-sy-/;
 const BROKER_HEADERS = /^x-(death|first-death-|last-death-|delivery-count|sy-|received-from)/;
 
 function copyStrings(from: Record<string, unknown>, into: Record<string, string>): void {
@@ -24,8 +23,10 @@ function copyStrings(from: Record<string, unknown>, into: Record<string, string>
   }
 }
 
+const isBookkeeping = (key: string) => key.startsWith('x-sy-');
+
 function hasBookkeeping(headers: Readonly<Record<string, string>>): boolean {
-  for (const key in headers) if (key.startsWith('x-sy-')) return true;
+  for (const key in headers) if (isBookkeeping(key)) return true;
   return false;
 }
 
@@ -51,7 +52,7 @@ export function publishOptions(message: TransportMessage): Options.Publish {
   let packed: Record<string, string> = message.headers;
   if (hasBookkeeping(message.headers)) {
     packed = {};
-    for (const [key, value] of Object.entries(message.headers)) (BOOKKEEPING.test(key) ? amqpHeaders : packed)[key] = value;
+    for (const [key, value] of Object.entries(message.headers)) (isBookkeeping(key) ? amqpHeaders : packed)[key] = value;
   }
   amqpHeaders[PACKED] = JSON.stringify(packed);
   return { persistent: true, messageId: message.id, contentType: JSON_CONTENT_TYPE, headers: amqpHeaders };
