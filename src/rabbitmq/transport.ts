@@ -26,7 +26,7 @@ export interface RabbitMqTransportOptions {
   url: string;
   /** Type of the queues Switchyard declares (default `quorum`: replicated, durable, delivery counts). */
   queueType?: QueueType;
-  /** Unacked deliveries per queue consumer. Default: the pump's concurrency (the largest receive `max`). */
+  /** Unacked deliveries per queue consumer. Default: the largest receive `max`, the endpoint's concurrency plus its prefetch. */
   prefetch?: number;
   /** Declare queues, exchanges and bindings (default true). False: only check they exist; see rabbitmqTopology(). */
   createTopology?: boolean;
