@@ -1,6 +1,7 @@
 /**
  * Pieces every polling transport shares: renewing the leases of held receipts on one timer, and
- * waiting for a wake-up with a deadline.
+ * waiting for a wake-up with a deadline (and its plain form, a backoff sleep that a stop cuts
+ * short, used by the pump and the distributor).
  */
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import type { Address } from './identity.js';
