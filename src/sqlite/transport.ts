@@ -20,7 +20,7 @@ import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake }
 import { isTopicOutgoing } from '../core/transport.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
-import { CommitSignal } from './commit-signal.js';
+import { QueueSignals } from './queue-signals.js';
 
 export interface SqliteTransportOptions extends SqliteOptions {
   /** How long a received message is held before another consumer may take it (renewed while held). */
@@ -67,7 +67,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const pollMs = options.pollMs ?? 250;
   let db: Database.Database | undefined;
   let committer: GroupCommitter;
-  let commits: CommitSignal;
+  let signals: QueueSignals;
   let leases: LeaseKeeper;
   let statements: ReturnType<typeof prepare>;
   const knownQueues = new Set<string>();
@@ -161,19 +161,19 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
           if (statements.remove.run(seq, token).changes !== 1) throw leaseLost(address, message.id);
           insertAll(outgoing);
         });
-        notifyIfAny(outgoing);
+        notifyDestinations(outgoing);
       },
       async abandon(delayMs = 0) {
         lease.release();
         await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token), 'bookkeeping');
-        commits.notify();
+        signals.notify([address]);
       },
     };
   };
 
   /** After a commit that made `batch` available. */
-  const notifyIfAny = (batch: readonly Outgoing[]) => {
-    if (batch.length > 0) commits.notify();
+  const notifyDestinations = (batch: readonly Outgoing[]) => {
+    if (batch.length > 0) signals.notify(new Set(batch.map((o) => (o as QueueOutgoing).destination)));
   };
 
   const admin: QueueAdmin = {
@@ -201,10 +201,10 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
         checkDestinations(outgoing);
         for (const row of rows) remove.run(row.seq);
         insertAll(outgoing);
-        return [...new Set(rows.map((row) => row.id))];
+        return { ids: [...new Set(rows.map((row) => row.id))], outgoing };
       });
-      commits.notify();
-      return taken;
+      notifyDestinations(taken.outgoing);
+      return taken.ids;
     },
     async moveAll(from, to, moveOptions = {}) {
       const d = opened();
@@ -217,7 +217,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
         const stmt = d.prepare(sql);
         return (moveOptions.includeLeased ? stmt.run(to, now, from) : stmt.run(to, now, from, now)).changes;
       });
-      commits.notify();
+      signals.notify([to]);
       return moved;
     },
   };
@@ -239,8 +239,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       statements = prepare(d);
       committer = new GroupCommitter(d, options.busyTimeoutMs, options.synchronous);
       leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
-      commits = new CommitSignal(options.path);
-      commits.start();
+      signals = new QueueSignals(options.path);
     },
     async createQueue(address) {
       checkAddress('Queue', address);
@@ -255,7 +254,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async dispatch(batch) {
       opened();
       await committer.run(() => enqueue(batch));
-      notifyIfAny(batch);
+      notifyDestinations(batch);
     },
     async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
       if (closed) return [];
@@ -268,7 +267,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       }
       const next = statements.nextVisible.get(address) as number | null;
       const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
-      await waitForWake((wake) => commits.subscribe(wake), Math.min(waitMs, pollMs, untilDue), signal);
+      await waitForWake((wake) => signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
       return closed || !anyVisible(address) ? [] : claim(address, max);
     },
     async close() {
@@ -278,7 +277,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       }
       closed = true;
       leases.close();
-      commits.close();
+      signals.close();
       committer.close();
       db.close();
     },
