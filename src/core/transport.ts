@@ -100,6 +100,14 @@ export interface Transport {
   dispatch(batch: readonly Outgoing[]): Promise<void>;
   receive(address: Address, options: ReceiveOptions): Promise<Receipt[]>;
   /**
+   * Moves up to `max` messages that no consumer holds from `from` to where `route` sends each
+   * (a message it returns undefined for stays), in one transaction and with no lease in between:
+   * a crash leaves each message in exactly one of the two queues. Waits up to `waitMs` for the
+   * first message, like receive(). Returns how many moved. The distributor forwards with it where
+   * the transport has it (SQLite); elsewhere it receives and completes with the forwarded copy.
+   */
+  forward?(from: Address, options: ReceiveOptions, route: (message: TransportMessage) => QueueOutgoing | undefined): Promise<number>;
+  /**
    * The endpoint stops receiving from `address`. Push transports stop the broker's deliveries
    * and give back the ones not handed out yet, so messages returned from now on (abandoned, or
    * never received) stay in the queue for others. Receipts handed out stay valid. Pull

@@ -7,9 +7,10 @@
  * Three activities, one process:
  * - control loop: ready messages -> state changes -> one store save -> complete the messages
  *   (invalid ones: logged with the reason and completed into the error queue);
- * - dispatch loop: only while free slots exist, receive up to that many data messages; take a
- *   slot for each and complete each data message with its forwarded copy (one transaction where
- *   the transport has atomicSendWithReceive: the message is in exactly one of the two queues).
+ * - dispatch loop: only while free slots exist, take up to that many data messages and move each,
+ *   with a slot, to its worker: in one transaction where the transport has `forward` (the message
+ *   is in exactly one of the two queues, and never leased), otherwise by receiving it and
+ *   completing it with its forwarded copy.
  *   Takes are saved after the forward committed, batched with the next control save or a timer
  *   (see distributor-state.ts for why losing the last ones on a crash only over-reports briefly);
  * - a timer: declare silent workers dead (their queued messages go back to the data queue where
@@ -235,13 +236,39 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     if (receipts.length > 0) await handleControl(receipts);
   };
 
+  /** Takes a slot for each message and moves it to that worker in one step (Transport.forward). */
+  const forwardMoving = async (move: NonNullable<Transport['forward']>, max: number) => {
+    const taken: Array<NonNullable<ReturnType<DistributorState['take']>>> = [];
+    try {
+      forwarded += await move(data, { max, waitMs: RECEIVE_WAIT_MS, signal }, (message) => {
+        const take = state.take(message.id);
+        if (!take) return undefined;
+        taken.push(take);
+        return { destination: take.slot.worker, message: stampForward(message, take.slot.session, take.slot.id) };
+      });
+      for (const take of taken) pending.push(...take.changes);
+    } catch (error) {
+      // Nothing moved: the slots are free again, the messages still in the data queue.
+      for (const take of taken) pending.push(...state.release(take.slot));
+      wakeDispatch();
+      throw error;
+    }
+  };
+
   const dispatchStep = async () => {
     const free = state.freeCount();
     if (free === 0) {
       await new Promise<void>((resolve) => (slotsChanged = resolve));
       return;
     }
-    const receipts = await transport.receive(data, { max: Math.min(free, batchSize), waitMs: RECEIVE_WAIT_MS, signal });
+    const max = Math.min(free, batchSize);
+    if (transport.forward) {
+      const work = forwardMoving(transport.forward.bind(transport), max).finally(() => forwards.delete(work));
+      forwards.add(work);
+      await work;
+      return;
+    }
+    const receipts = await transport.receive(data, { max, waitMs: RECEIVE_WAIT_MS, signal });
     if (receipts.length > 0) dispatchBatch(receipts);
   };
 

@@ -82,6 +82,8 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       renew: d.prepare('UPDATE sy_messages SET visible_at = ? WHERE seq = ? AND lease_token = ?'),
       remove: d.prepare('DELETE FROM sy_messages WHERE seq = ? AND lease_token = ?'),
       abandon: d.prepare('UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1 WHERE seq = ? AND lease_token = ?'),
+      visible: d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?'),
+      removeUnheld: d.prepare('DELETE FROM sy_messages WHERE seq = ?'),
       anyVisible: d.prepare('SELECT 1 FROM sy_messages WHERE queue = ? AND visible_at <= ? LIMIT 1').pluck(),
       nextVisible: d.prepare('SELECT MIN(visible_at) AS at FROM sy_messages WHERE queue = ?').pluck(),
       queueExists: d.prepare('SELECT 1 FROM sy_queues WHERE name = ?').pluck(),
@@ -133,6 +135,14 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
    * by a signal for another queue, or asking again after an empty receive, takes no write lock.
    */
   const anyVisible = (address: Address) => statements.anyVisible.get(address, Date.now()) !== undefined;
+
+  /** Waits for a wake-up, the fallback poll or the next due message; true when `address` then has one. */
+  const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal): Promise<boolean> => {
+    const next = statements.nextVisible.get(address) as number | null;
+    const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
+    await waitForWake((wake) => signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
+    return !closed && anyVisible(address);
+  };
 
   const claim = async (address: Address, max: number): Promise<Receipt[]> => {
     const rows = await committer.run(() => {
@@ -265,10 +275,29 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       } else if (waitMs <= 0) {
         return [];
       }
-      const next = statements.nextVisible.get(address) as number | null;
-      const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
-      await waitForWake((wake) => signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
-      return closed || !anyVisible(address) ? [] : claim(address, max);
+      return (await waitForVisible(address, waitMs, signal)) ? claim(address, max) : [];
+    },
+    async forward(from, { max, waitMs, signal }, route) {
+      if (closed) return 0;
+      opened();
+      if (!anyVisible(from) && (waitMs <= 0 || !(await waitForVisible(from, waitMs, signal)))) return 0;
+      // Bookkeeping durability: a forward moves a message that is already durable; a power loss
+      // can only undo it together with every later commit, leaving the message in `from`.
+      const moved = await committer.run(() => {
+        const rows = statements.visible.all(from, Date.now(), max) as Row[];
+        const routed: Array<{ seq: number; outgoing: QueueOutgoing }> = [];
+        for (const row of rows) {
+          const outgoing = route(toMessage(row));
+          if (outgoing) routed.push({ seq: row.seq, outgoing });
+        }
+        const outgoing = routed.map((r) => r.outgoing);
+        checkDestinations(outgoing);
+        for (const r of routed) statements.removeUnheld.run(r.seq);
+        insertAll(outgoing);
+        return outgoing;
+      }, 'bookkeeping');
+      notifyDestinations(moved);
+      return moved.length;
     },
     async close() {
       if (closed || !db) {

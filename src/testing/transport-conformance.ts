@@ -144,6 +144,27 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
       }
     });
 
+    it('forwards in one step: moves the messages no consumer holds to where route says, leaves the rest', (ctx) =>
+      withTransport(async (fx, t) => {
+        if (!t.forward) return ctx.skip(`${name} has no forward (a distributor receives and completes instead)`);
+        const [from, to] = [fx.queue('forward-from'), fx.queue('forward-to')];
+        await t.createQueue(from);
+        await t.createQueue(to);
+        const [held, moving, staying] = [message({ n: 1 }), message({ n: 2 }), message({ n: 3 })];
+        await t.dispatch([held, moving, staying].map((m) => ({ destination: from, message: m })));
+        const receipt = await receiveOne(t, from);
+        expect(receipt.message.id).toBe(held.id);
+        const route = (m: TransportMessage) => (m.id === staying.id ? undefined : { destination: to, message: { ...m, headers: { ...m.headers, 'x-forwarded': 'yes' } } });
+        expect(await t.forward(from, { max: 10, waitMs: 0, signal }, route)).toBe(1);
+        const arrived = await receiveOne(t, to);
+        expect([arrived.message.id, arrived.message.headers['x-forwarded'], arrived.message.body]).toEqual([moving.id, 'yes', moving.body]);
+        await receipt.complete();
+        // A destination that does not exist moves nothing.
+        const failed = await t.forward(from, { max: 10, waitMs: 0, signal }, (m) => ({ destination: fx.queue('nowhere'), message: m })).catch((e: unknown) => e);
+        expect(isSwitchyardError(failed, ErrorCodes.QUEUE_NOT_FOUND)).toBe(true);
+        expect((await receiveOne(t, from)).message.id).toBe(staying.id);
+      }));
+
     it('dispatches a batch all or nothing', () =>
       withTransport(async (fx, t) => {
         const q = fx.queue('batch');
