@@ -41,7 +41,6 @@ export class QueueSignals {
   private readonly buckets = new Map<number, Bucket>();
   /** Queue -> its local waiters; a queue is listed only while someone waits on it. */
   private readonly listeners = new Map<string, Set<() => void>>();
-  private readonly queueBuckets = new Map<string, number>();
   private closed = false;
 
   constructor(dbPath: string) {
@@ -51,13 +50,12 @@ export class QueueSignals {
   /** Messages became available in `queues` (call after the commit): wakes local waiters and other processes now. */
   notify(queues: Iterable<string>): void {
     if (this.closed) return;
-    const touched = new Set<number>();
-    for (const queue of queues) {
+    const buckets = new Set<number>();
+    for (const queue of new Set(queues)) {
       this.wake(this.listeners.get(queue));
-      const n = this.bucketNumber(queue);
-      if (!touched.has(n)) this.bucket(n).bell.touch();
-      touched.add(n);
+      buckets.add(bucketOf(queue));
     }
+    for (const n of buckets) this.bucket(n).bell.touch();
   }
 
   /** Calls `fn` when messages may have become available in `queue`, until the returned function is called. */
@@ -65,7 +63,7 @@ export class QueueSignals {
     let waiting = this.listeners.get(queue);
     if (!waiting) this.listeners.set(queue, (waiting = new Set()));
     waiting.add(fn);
-    this.watch(this.bucketNumber(queue));
+    this.watch(bucketOf(queue));
     return () => {
       waiting.delete(fn);
       if (waiting.size === 0 && this.listeners.get(queue) === waiting) this.listeners.delete(queue);
@@ -81,12 +79,6 @@ export class QueueSignals {
     }
     this.buckets.clear();
     this.listeners.clear();
-  }
-
-  private bucketNumber(queue: string): number {
-    let n = this.queueBuckets.get(queue);
-    if (n === undefined) this.queueBuckets.set(queue, (n = bucketOf(queue)));
-    return n;
   }
 
   private bucket(n: number): Bucket {
@@ -115,7 +107,7 @@ export class QueueSignals {
   }
 
   private wakeBucket(n: number): void {
-    for (const [queue, waiting] of this.listeners) if (this.bucketNumber(queue) === n) this.wake(waiting);
+    for (const [queue, waiting] of this.listeners) if (bucketOf(queue) === n) this.wake(waiting);
   }
 
   private wake(waiting: Set<() => void> | undefined): void {

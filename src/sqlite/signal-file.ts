@@ -15,7 +15,7 @@ export function signalDirectory(dbPath: string): string {
 export class SignalFile {
   private fd: number | undefined;
 
-  constructor(readonly file: string) {}
+  constructor(private readonly file: string) {}
 
   /** Rings the bell. Failures are ignored: waiters then find out by their fallback timer. */
   touch(): void {

@@ -83,6 +83,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       remove: d.prepare('DELETE FROM sy_messages WHERE seq = ? AND lease_token = ?'),
       abandon: d.prepare('UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1 WHERE seq = ? AND lease_token = ?'),
       visible: d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?'),
+      /** Removes a message whatever its lease: forward selects only unheld ones, the admin take is an operator's choice. */
       removeUnheld: d.prepare('DELETE FROM sy_messages WHERE seq = ?'),
       anyVisible: d.prepare('SELECT 1 FROM sy_messages WHERE queue = ? AND visible_at <= ? LIMIT 1').pluck(),
       nextVisible: d.prepare('SELECT MIN(visible_at) AS at FROM sy_messages WHERE queue = ?').pluck(),
@@ -183,7 +184,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
 
   /** After a commit that made `batch` available. */
   const notifyDestinations = (batch: readonly Outgoing[]) => {
-    if (batch.length > 0) signals.notify(new Set(batch.map((o) => (o as QueueOutgoing).destination)));
+    if (batch.length > 0) signals.notify(batch.map((o) => (o as QueueOutgoing).destination));
   };
 
   const admin: QueueAdmin = {
@@ -204,12 +205,11 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       const d = opened();
       // One pass over the queue for all ids (there is no index on id: it would slow every send).
       const select = d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY seq');
-      const remove = d.prepare('DELETE FROM sy_messages WHERE seq = ?');
       const taken = await committer.run(() => {
         const rows = select.all(address, JSON.stringify(ids)) as Row[];
         const outgoing = replacements ? rows.flatMap((row) => replacements(toMessage(row))) : [];
         checkDestinations(outgoing);
-        for (const row of rows) remove.run(row.seq);
+        for (const row of rows) statements.removeUnheld.run(row.seq);
         insertAll(outgoing);
         return { ids: [...new Set(rows.map((row) => row.id))], outgoing };
       });
@@ -284,15 +284,16 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       // Bookkeeping durability: a forward moves a message that is already durable; a power loss
       // can only undo it together with every later commit, leaving the message in `from`.
       const moved = await committer.run(() => {
-        const rows = statements.visible.all(from, Date.now(), max) as Row[];
-        const routed: Array<{ seq: number; outgoing: QueueOutgoing }> = [];
-        for (const row of rows) {
-          const outgoing = route(toMessage(row));
-          if (outgoing) routed.push({ seq: row.seq, outgoing });
+        const seqs: number[] = [];
+        const outgoing: QueueOutgoing[] = [];
+        for (const row of statements.visible.all(from, Date.now(), max) as Row[]) {
+          const copy = route(toMessage(row));
+          if (!copy) continue;
+          seqs.push(row.seq);
+          outgoing.push(copy);
         }
-        const outgoing = routed.map((r) => r.outgoing);
         checkDestinations(outgoing);
-        for (const r of routed) statements.removeUnheld.run(r.seq);
+        for (const seq of seqs) statements.removeUnheld.run(seq);
         insertAll(outgoing);
         return outgoing;
       }, 'bookkeeping');
