@@ -46,6 +46,12 @@ export type StateChange =
   | { readonly kind: 'put-slot'; readonly slot: SlotRecord }
   | { readonly kind: 'delete-slot'; readonly slot: string };
 
+/** A slot taken for a data message, and the change to save once its forward committed. */
+export interface SlotTake {
+  readonly slot: SlotRecord;
+  readonly changes: StateChange[];
+}
+
 export interface ReadyOutcome {
   readonly changes: StateChange[];
   /** Why nothing changed, for the log (old session, duplicate, ...). */
@@ -115,7 +121,7 @@ export class DistributorState {
    * the slot that has waited longest (round-robin across idle workers). The change it returns
    * is persisted once the forward committed.
    */
-  take(messageId: string): { slot: SlotRecord; changes: StateChange[] } | undefined {
+  take(messageId: string): SlotTake | undefined {
     const free = new Map<Address, { count: number; oldest: SlotRecord }>();
     for (const slot of this.slots.values()) {
       if (slot.messageId !== null) continue;

@@ -21,11 +21,11 @@ import { randomId } from '../core/ids.js';
 import { checkName, makeIdentity, sharedAddress, type Address, type EndpointName } from '../core/identity.js';
 import { sleep } from '../core/leases.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
-import type { Receipt, Transport } from '../core/transport.js';
+import type { QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { errorQueueHeaders } from '../recoverability/failure-headers.js';
 import { hostname } from 'node:os';
 import { controlAddress, parseReady, stampForward } from './distributor-protocol.js';
-import { DistributorState, type ReadyOutcome, type SlotRecord, type StateChange, type WorkerView } from './distributor-state.js';
+import { DistributorState, type ReadyOutcome, type SlotRecord, type SlotTake, type StateChange, type WorkerView } from './distributor-state.js';
 import type { DistributorStore } from './distributor-store.js';
 
 export interface DistributorOptions {
@@ -186,9 +186,12 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     completing.add(tracked);
   };
 
+  /** The copy of a data message that goes to the worker holding `slot`. */
+  const copyFor = (message: TransportMessage, slot: SlotRecord): QueueOutgoing => ({ destination: slot.worker, message: stampForward(message, slot.session, slot.id) });
+
   const forward = async (receipt: Receipt, slot: SlotRecord, changes: StateChange[]) => {
     try {
-      await receipt.complete([{ destination: slot.worker, message: stampForward(receipt.message, slot.session, slot.id) }]);
+      await receipt.complete([copyFor(receipt.message, slot)]);
       forwarded += 1;
       pending.push(...changes);
     } catch (error) {
@@ -238,13 +241,13 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
 
   /** Takes a slot for each message and moves it to that worker in one step (Transport.forward). */
   const forwardMoving = async (move: NonNullable<Transport['forward']>, max: number) => {
-    const taken: Array<NonNullable<ReturnType<DistributorState['take']>>> = [];
+    const taken: SlotTake[] = [];
     try {
       forwarded += await move(data, { max, waitMs: RECEIVE_WAIT_MS, signal }, (message) => {
         const take = state.take(message.id);
         if (!take) return undefined;
         taken.push(take);
-        return { destination: take.slot.worker, message: stampForward(message, take.slot.session, take.slot.id) };
+        return copyFor(message, take.slot);
       });
       for (const take of taken) pending.push(...take.changes);
     } catch (error) {
