@@ -7,7 +7,6 @@ import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
-import { LockSignal } from './lock-signal.js';
 
 export type Synchronous = 'full' | 'normal';
 
@@ -98,7 +97,7 @@ interface PendingOp {
  */
 export type Durability = 'durable' | 'bookkeeping';
 
-/** The fallback wait between attempts at the write lock while another process holds it (see LockSignal). */
+/** How long a group waits between attempts at the write lock while another process holds it. */
 const LOCK_RETRY_MS = 1;
 
 function isBusy(error: unknown): boolean {
@@ -118,9 +117,9 @@ function isBusy(error: unknown): boolean {
  *
  * The write lock is taken without SQLite's busy handler, which sleeps inside the call (1, 2, 5,
  * 10 ... ms) and so blocks the whole process while another process commits. Here a busy lock
- * is tried again at the next commit of any process (LockSignal) or on a 1 ms timer, whichever
- * comes first: the event loop keeps running, operations queued meanwhile join the waiting group,
- * and a group gives up with the busy error after `busyTimeoutMs`.
+ * is tried again on a 1 ms timer: the event loop keeps running, operations queued meanwhile join
+ * the waiting group, and a group gives up with the busy error after `busyTimeoutMs`. (Waking
+ * waiters at other processes' commits instead was tried: see docs/sqlite.md.)
  */
 export class GroupCommitter {
   private queue: PendingOp[] = [];
@@ -133,7 +132,6 @@ export class GroupCommitter {
   private readonly rollback;
   /** The level the connection is at now; FULL groups need `synchronous` full. */
   private level: Synchronous;
-  private readonly lockSignal: LockSignal | undefined;
 
   constructor(
     private readonly db: Database.Database,
@@ -144,7 +142,6 @@ export class GroupCommitter {
     this.begin = db.prepare('BEGIN IMMEDIATE');
     this.commit = db.prepare('COMMIT');
     this.rollback = db.prepare('ROLLBACK');
-    this.lockSignal = db.memory ? undefined : new LockSignal(db.name);
   }
 
   run<T>(fn: () => T, durability: Durability = 'durable'): Promise<T> {
@@ -162,15 +159,12 @@ export class GroupCommitter {
     if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
     this.flush(true);
-    this.lockSignal?.close();
   }
 
   /** Runs the queued group. `wait`: let SQLite's busy handler block instead of retrying later. */
   private flush(wait = false): void {
     this.scheduled = false;
-    if (this.retry) clearTimeout(this.retry);
     this.retry = undefined;
-    this.lockSignal?.stopWaiting();
     if (this.queue.length === 0) return;
     if (!this.lock(wait)) return;
     const ops = this.queue;
@@ -186,7 +180,6 @@ export class GroupCommitter {
         }
       }
       this.commit.run();
-      this.lockSignal?.released();
     } catch (error) {
       // The group failed as a whole (I/O, a constraint): nothing of it happened.
       if (this.db.inTransaction) this.rollback.run();
@@ -225,7 +218,6 @@ export class GroupCommitter {
       }
       this.scheduled = true;
       this.retry = setTimeout(() => this.flush(), LOCK_RETRY_MS);
-      this.lockSignal?.waitOnce(() => this.flush());
       return false;
     } finally {
       if (!wait) this.db.pragma(`busy_timeout = ${Math.max(0, Math.floor(this.busyTimeoutMs))}`);

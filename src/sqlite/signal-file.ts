@@ -1,7 +1,7 @@
 /**
  * A one-byte file that processes touch to wake each other (fs.watch, inotify on Linux): the
- * cross-process doorbell behind QueueSignals and LockSignal. All signal files of a database live
- * in `<db>-switchyard-signals/`. A doorbell is only a hint: every waiter keeps a fallback timer.
+ * cross-process doorbell behind QueueSignals. All signal files of a database live in
+ * `<db>-switchyard-signals/`. A doorbell is only a hint: every waiter keeps a fallback timer.
  */
 import { closeSync, constants, mkdirSync, openSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';

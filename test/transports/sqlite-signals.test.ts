@@ -1,13 +1,12 @@
 /**
- * The cross-process doorbells of the SQLite transport (each instance here stands for a process:
+ * The cross-process doorbell of the SQLite transport (each instance here stands for a process:
  * it has its own file handles and watches). A send to one queue wakes that queue's receivers
- * only; a commit wakes a process waiting for the write lock.
+ * only.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LockSignal } from '../../src/sqlite/lock-signal.js';
 import { bucketOf, QueueSignals } from '../../src/sqlite/queue-signals.js';
 import { waitFor } from '../../src/testing/wait.js';
 
@@ -67,26 +66,5 @@ describe('SQLite queue signals', () => {
     expect(bucketOf('Sales')).toBe(bucketOf('Sales'));
     expect(bucketOf('Sales')).toBeGreaterThanOrEqual(0);
     expect(bucketOf('Sales')).toBeLessThan(64);
-  });
-});
-
-describe('SQLite lock signal', () => {
-  it('calls a waiter once at the next commit by another process, and never after it stopped waiting', async () => {
-    const waiting = track(new LockSignal(db));
-    const committer = track(new LockSignal(db));
-    let stale = 0;
-    let woken = 0;
-    waiting.waitOnce(() => stale++);
-    waiting.stopWaiting();
-    waiting.waitOnce(() => woken++);
-    committer.released();
-    await waitFor(() => woken === 1, { what: 'the waiter to be woken' });
-    committer.released();
-    await waitFor(() => {
-      waiting.waitOnce(() => woken++);
-      committer.released();
-      return woken === 2;
-    }, { what: 'a second wait to be woken' });
-    expect(stale).toBe(0);
   });
 });
