@@ -14,6 +14,7 @@ import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqp
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { coalesceSocketWrites } from './coalesced-writes.js';
 import { brokerError, redactUrl } from './errors.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -89,6 +90,7 @@ export class BrokerConnection {
     url.searchParams.set('heartbeat', String(this.settings.heartbeatSeconds));
     // noDelay: acks and confirms are tiny frames; Nagle's algorithm would hold them back.
     const model = await amqp.connect(url.toString(), { noDelay: true, ...this.settings.tls });
+    if (!coalesceSocketWrites(model)) this.settings.logger.debug?.('amqplib socket not found: frames are written one by one');
     model.on('error', () => undefined); // 'close' follows with the reason; an unhandled 'error' would crash the process
     model.on('close', (error?: Error) => this.lost(model, error));
     return model;
