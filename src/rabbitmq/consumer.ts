@@ -17,6 +17,7 @@ import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Address } from '../core/identity.js';
 import { leaseLost, waitForWake } from '../core/leases.js';
 import type { Outgoing, Receipt, TransportMessage } from '../core/transport.js';
+import { ChannelAcks } from './channel-acks.js';
 import type { BrokerConnection } from './connection.js';
 import { brokerError } from './errors.js';
 import { DELIVERY_BASE_HEADER, fromAmqp } from './wire.js';
@@ -32,6 +33,7 @@ export interface ConsumerDeps {
 interface Delivery {
   readonly raw: ConsumeMessage;
   readonly channel: Channel;
+  readonly acks: ChannelAcks;
   readonly signal: AbortSignal;
 }
 
@@ -69,11 +71,12 @@ export class QueueConsumer {
   private async start(prefetch: number, timeoutMs: number): Promise<void> {
     const channel = await this.deps.connection.channel(timeoutMs);
     const lease = new AbortController();
+    const acks = new ChannelAcks(channel);
     setMaxListeners(0, lease.signal); // one listener per unsettled delivery, up to the prefetch
     channel.on('close', () => this.channelClosed(channel, lease));
     try {
       await channel.prefetch(prefetch);
-      ({ consumerTag: this.consumerTag } = await channel.consume(this.address, (raw) => this.delivered(channel, lease.signal, raw), { noAck: false }));
+      ({ consumerTag: this.consumerTag } = await channel.consume(this.address, (raw) => this.delivered({ raw, channel, acks, signal: lease.signal }), { noAck: false }));
     } catch (error) {
       await channel.close().catch(() => undefined);
       throw brokerError(error, `consuming from queue ${this.address}`, this.deps.url);
@@ -85,17 +88,19 @@ export class QueueConsumer {
     this.prefetch = prefetch;
   }
 
-  private delivered(channel: Channel, signal: AbortSignal, raw: ConsumeMessage | null): void {
+  private delivered(delivery: Omit<Delivery, 'raw'> & { raw: ConsumeMessage | null }): void {
+    const { raw, channel, acks } = delivery;
     if (raw === null) {
       // The broker cancelled the consumer (queue deleted): the next receive starts a new one.
       void channel.close().catch(() => undefined);
       return;
     }
+    acks.delivered(raw);
     if (this.receivingStopped) {
-      channel.nack(raw, false, true); // arrived while the cancel was under way: not ours to take
+      acks.nack(raw, true); // arrived while the cancel was under way: not ours to take
       return;
     }
-    this.buffer.push({ raw, channel, signal });
+    this.buffer.push({ ...delivery, raw });
     for (const wake of [...this.wakers]) wake();
   }
 
@@ -126,7 +131,7 @@ export class QueueConsumer {
     return this.buffer.splice(0, max).map((d) => this.receipt(d));
   }
 
-  private receipt({ raw, channel, signal }: Delivery): Receipt {
+  private receipt({ raw, acks, signal }: Delivery): Receipt {
     const message: TransportMessage = fromAmqp(raw);
     const address = this.address;
     const deps = this.deps;
@@ -148,13 +153,6 @@ export class QueueConsumer {
       settled = true;
       if (own) signal.removeEventListener('abort', follow);
     };
-    const ack = () => {
-      try {
-        channel.ack(raw);
-      } catch {
-        throw leaseLost(address, message.id);
-      }
-    };
     return {
       message,
       address,
@@ -174,7 +172,7 @@ export class QueueConsumer {
         }
         if (signal.aborted) throw leaseLost(address, message.id);
         done();
-        ack();
+        await acks.ack(raw);
       },
       async abandon(delayMs = 0) {
         if (signal.aborted || settled) return;
@@ -184,14 +182,14 @@ export class QueueConsumer {
             const count = String(deliveryCountOf(raw));
             const copy = { ...message, headers: { ...message.headers, [DELIVERY_BASE_HEADER]: count } };
             await deps.publish([{ destination: address, message: copy, deliverAt: Date.now() + delayMs }]);
-            if (!signal.aborted) channel.ack(raw);
+            if (!signal.aborted) await acks.ack(raw);
           } else {
-            channel.nack(raw, false, true);
+            acks.nack(raw, true);
           }
         } catch {
           // The delayed copy was not confirmed: put the message back now instead (never lose it).
           try {
-            if (!signal.aborted) channel.nack(raw, false, true);
+            if (!signal.aborted) acks.nack(raw, true);
           } catch {
             // Channel gone: the broker requeues the message itself.
           }
@@ -211,7 +209,7 @@ export class QueueConsumer {
     if (this.consumerTag) await channel.cancel(this.consumerTag).catch(() => undefined);
     for (const delivery of this.buffer.splice(0)) {
       try {
-        delivery.channel.nack(delivery.raw, false, true);
+        delivery.acks.nack(delivery.raw, true);
       } catch {
         // Channel gone: the broker requeues them itself.
       }
