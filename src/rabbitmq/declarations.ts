@@ -39,9 +39,14 @@ export class Declarations {
     this.declared.delete(`q:${name}`);
   }
 
+  /** The specs not declared yet on this connection. */
+  missing(specs: readonly TopologySpec[]): TopologySpec[] {
+    return specs.length === 0 ? [] : specs.filter((s) => !this.declared.has(specKey(s)));
+  }
+
   /** Declares what is missing, exchanges first, then queues, then bindings (pipelined per group). */
   async ensure(specs: readonly TopologySpec[]): Promise<void> {
-    const missing = specs.filter((s) => !this.declared.has(specKey(s)));
+    const missing = this.missing(specs);
     if (missing.length === 0) return;
     for (const kind of ['exchange', 'queue', 'binding'] as const) {
       const group = missing.filter((s) => s.kind === kind);
@@ -95,10 +100,15 @@ export class Declarations {
     else if (spec.kind === 'exchange') await channel.checkExchange(spec.name);
   }
 
+  /** True when the queue was seen to exist within QUEUE_RECHECK_MS: no need to ask the broker. */
+  seenQueue(name: string): boolean {
+    const seen = this.knownQueues.get(name);
+    return seen !== undefined && Date.now() - seen < QUEUE_RECHECK_MS;
+  }
+
   /** True when the queue exists (seen within QUEUE_RECHECK_MS, or checked now). */
   async queueExists(name: string): Promise<boolean> {
-    const seen = this.knownQueues.get(name);
-    if (seen !== undefined && Date.now() - seen < QUEUE_RECHECK_MS) return true;
+    if (this.seenQueue(name)) return true;
     try {
       await this.connection.declaring(this.settings.timeoutMs, (channel) => channel.checkQueue(name));
     } catch (error) {

@@ -52,7 +52,8 @@ export class Publisher {
    */
   async publish(batch: readonly Outgoing[], options: { retry?: boolean } = {}): Promise<void> {
     if (batch.length === 0) return;
-    const routes = await this.route(batch);
+    const { routes, prepare } = this.route(batch);
+    if (prepare) await prepare;
     const deadline = Date.now() + this.settings.sendTimeoutMs;
     for (let pauseMs = 50; ; pauseMs = Math.min(2000, pauseMs * 2)) {
       try {
@@ -69,9 +70,14 @@ export class Publisher {
     }
   }
 
-  private async route(batch: readonly Outgoing[]): Promise<Route[]> {
+  /**
+   * Routes a batch; `prepare` is what must happen on the broker first (checking queues not seen
+   * lately, declaring exchanges), and is undefined in the common case that nothing must.
+   */
+  private route(batch: readonly Outgoing[]): { routes: Route[]; prepare: Promise<void> | undefined } {
     const specs: TopologySpec[] = [];
     const routes: Route[] = [];
+    const unseenQueues: string[] = [];
     const now = Date.now();
     let delayed = false;
     for (const outgoing of batch) {
@@ -80,8 +86,8 @@ export class Publisher {
       if (isTopicOutgoing(outgoing)) {
         const enclosed = outgoing.message.headers[Headers.EnclosedTypes]?.split(',') ?? [];
         specs.push(...eventHierarchySpecs(enclosed[0] === outgoing.topic ? enclosed : [outgoing.topic]));
-      } else {
-        await this.declarations.requireQueue(outgoing.destination);
+      } else if (!this.declarations.seenQueue(outgoing.destination)) {
+        unseenQueues.push(outgoing.destination);
       }
       if (delayMs > 0) {
         delayed = true;
@@ -95,32 +101,37 @@ export class Publisher {
         routes.push({ exchange: '', routingKey: target.queue, message: outgoing.message });
       }
     }
-    if (delayed) await this.declarations.ensureMarked(this.delay.specs, this.delay.marker);
-    await this.declarations.ensure(specs);
-    return routes;
+    const missing = this.declarations.missing(specs);
+    const prepare = unseenQueues.length > 0 || missing.length > 0 || delayed ? this.prepare(unseenQueues, missing, delayed) : undefined;
+    return { routes, prepare };
   }
 
+  private async prepare(unseenQueues: readonly string[], specs: readonly TopologySpec[], delayed: boolean): Promise<void> {
+    for (const queue of unseenQueues) await this.declarations.requireQueue(queue);
+    if (delayed) await this.declarations.ensureMarked(this.delay.specs, this.delay.marker);
+    await this.declarations.ensure(specs);
+  }
+
+  /** Publishes every route, then waits for all their confirms (one wait for the batch, not one per message). */
   private async publishOnce(routes: readonly Route[]): Promise<void> {
     const channel = await this.connection.publishChannel(this.settings.sendTimeoutMs);
-    const confirms: Promise<void>[] = [];
+    let unconfirmed = routes.length;
+    let failure: Error | undefined;
+    let allConfirmed!: () => void;
+    const confirmed = new Promise<void>((resolve) => (allConfirmed = resolve));
+    // Every confirm settles, a closed channel's with an error, so no callback fires into a finished batch.
+    const onConfirm = (error: unknown) => {
+      if (error && !failure) failure = this.reasonFor(channel, error as Error);
+      if (--unconfirmed === 0) allConfirmed();
+    };
     for (const route of routes) {
-      const body = Buffer.from(route.message.body, 'utf8');
-      let accepted = true;
-      confirms.push(
-        new Promise<void>((resolve, reject) => {
-          const routingKey = typeof route.routingKey === 'string' ? route.routingKey : route.routingKey();
-          accepted = channel.publish(route.exchange, routingKey, body, publishOptions(route.message), (error) =>
-            error ? reject(this.reasonFor(channel, error)) : resolve(),
-          );
-        }),
-      );
+      const routingKey = typeof route.routingKey === 'string' ? route.routingKey : route.routingKey();
+      const accepted = channel.publish(route.exchange, routingKey, Buffer.from(route.message.body, 'utf8'), publishOptions(route.message), onConfirm);
       // The socket buffer is full: wait for it to drain (or the channel to die) before writing more.
       if (!accepted) await new Promise((resolve) => (channel.once('drain', resolve), channel.once('close', resolve)));
     }
-    // Settle every confirm before judging, so no callback fires into a finished batch.
-    const results = await Promise.allSettled(confirms);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await confirmed;
+    if (failure) throw failure;
   }
 
   /** A confirm fails with "channel closed"; the channel's error event holds the broker's reason. */
