@@ -130,6 +130,7 @@ export class Pump {
   }
 
   private wakeSlotWaiters(): void {
+    if (this.slotWaiters.size === 0) return;
     const waiters = [...this.slotWaiters];
     this.slotWaiters.clear();
     for (const wake of waiters) wake();
