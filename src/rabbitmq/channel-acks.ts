@@ -25,17 +25,21 @@ export class ChannelAcks {
 
   /**
    * Queues the ack; resolves once it is written at the end of this turn, so a caller that awaits
-   * it (and then closes the channel) never strands an ack. A channel closed by then: the broker
-   * requeues the delivery.
+   * it (and then closes the channel) never strands an ack. Rejects when the channel closed before
+   * that: the broker requeues the delivery, as for any ack that did not reach it.
    */
   ack(message: Message): Promise<void> {
     const entry = this.unsettled.get(message.fields.deliveryTag);
     if (entry) entry.acked = true;
-    this.flushing ??= new Promise<void>((resolve) =>
+    this.flushing ??= new Promise<void>((resolve, reject) =>
       setImmediate(() => {
         this.flushing = undefined;
-        this.flush();
-        resolve();
+        try {
+          this.flush();
+          resolve();
+        } catch (error) {
+          reject(error as Error);
+        }
       }),
     );
     return this.flushing;
@@ -50,19 +54,15 @@ export class ChannelAcks {
   private flush(): void {
     let runEnd: Message | undefined;
     let inRun = true;
-    try {
-      for (const [tag, entry] of this.unsettled) {
-        if (!entry.acked) {
-          inRun = false;
-          continue;
-        }
-        this.unsettled.delete(tag);
-        if (inRun) runEnd = entry.message;
-        else this.channel.ack(entry.message);
+    for (const [tag, entry] of this.unsettled) {
+      if (!entry.acked) {
+        inRun = false;
+        continue;
       }
-      if (runEnd) this.channel.ack(runEnd, true);
-    } catch {
-      // The channel closed: the broker requeues what it had not been told, as for any lost ack.
+      this.unsettled.delete(tag);
+      if (inRun) runEnd = entry.message;
+      else this.channel.ack(entry.message);
     }
+    if (runEnd) this.channel.ack(runEnd, true);
   }
 }

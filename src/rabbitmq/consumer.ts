@@ -76,7 +76,8 @@ export class QueueConsumer {
     channel.on('close', () => this.channelClosed(channel, lease));
     try {
       await channel.prefetch(prefetch);
-      ({ consumerTag: this.consumerTag } = await channel.consume(this.address, (raw) => this.delivered({ raw, channel, acks, signal: lease.signal }), { noAck: false }));
+      const from = { channel, acks, signal: lease.signal };
+      ({ consumerTag: this.consumerTag } = await channel.consume(this.address, (raw) => this.delivered(raw, from), { noAck: false }));
     } catch (error) {
       await channel.close().catch(() => undefined);
       throw brokerError(error, `consuming from queue ${this.address}`, this.deps.url);
@@ -88,19 +89,18 @@ export class QueueConsumer {
     this.prefetch = prefetch;
   }
 
-  private delivered(delivery: Omit<Delivery, 'raw'> & { raw: ConsumeMessage | null }): void {
-    const { raw, channel, acks } = delivery;
+  private delivered(raw: ConsumeMessage | null, from: Omit<Delivery, 'raw'>): void {
     if (raw === null) {
       // The broker cancelled the consumer (queue deleted): the next receive starts a new one.
-      void channel.close().catch(() => undefined);
+      void from.channel.close().catch(() => undefined);
       return;
     }
-    acks.delivered(raw);
+    from.acks.delivered(raw);
     if (this.receivingStopped) {
-      acks.nack(raw, true); // arrived while the cancel was under way: not ours to take
+      from.acks.nack(raw, true); // arrived while the cancel was under way: not ours to take
       return;
     }
-    this.buffer.push({ ...delivery, raw });
+    this.buffer.push({ ...from, raw });
     for (const wake of [...this.wakers]) wake();
   }
 
@@ -172,7 +172,9 @@ export class QueueConsumer {
         }
         if (signal.aborted) throw leaseLost(address, message.id);
         done();
-        await acks.ack(raw);
+        await acks.ack(raw).catch(() => {
+          throw leaseLost(address, message.id);
+        });
       },
       async abandon(delayMs = 0) {
         if (signal.aborted || settled) return;
