@@ -1,19 +1,12 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { silentLogger } from '../../src/core/logger.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { transportConformance } from '../../src/testing/conformance.js';
-import { deleteTopology, rabbit, uniquePrefix } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerShared } from './fixtures/broker-lock.js';
+import { deleteTopology, describeOnBroker, rabbit, uniquePrefix } from './fixtures/broker.js';
 
-if (rabbit.skipReason) {
-  describe('transport conformance: rabbitmq', () => it.skip(rabbit.skipReason ?? '', () => undefined));
-} else {
-  // restart.test.ts stops the broker: not while this file runs.
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS);
-  afterAll(() => release());
+// restart.test.ts stops the broker: not while this file runs.
+describeOnBroker('RabbitMQ', () => {
   transportConformance('rabbitmq', async () => {
     const prefix = uniquePrefix('conf');
     const queues = new Set<string>();
@@ -34,4 +27,4 @@ if (rabbit.skipReason) {
       cleanup: () => deleteTopology({ queues }),
     };
   });
-}
+});
