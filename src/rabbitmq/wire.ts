@@ -81,7 +81,7 @@ export function publishOptions(message: TransportMessage): Options.Publish {
   for (const key in headers) {
     const value = headers[key]!;
     if (SAME_AS_ID.includes(key) && value === message.id) continue;
-    if (key in AS_PROPERTY && fitsShortString(value)) options[AS_PROPERTY[key as PropertyHeader]] = value;
+    if (Object.hasOwn(AS_PROPERTY, key) && fitsShortString(value)) options[AS_PROPERTY[key as PropertyHeader]] = value;
     else if (isBookkeeping(key)) amqpHeaders[key] = value;
     else packed[key] = value;
   }

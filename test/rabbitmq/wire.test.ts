@@ -68,7 +68,7 @@ describe('RabbitMQ wire form', () => {
   });
 
   it('reads back a message without the id headers, or with values too long for a property', () => {
-    const bare: TransportMessage = { id: 'm-1', headers: { custom: 'yes' }, body: '{}' };
+    const bare: TransportMessage = { id: 'm-1', headers: { custom: 'yes', toString: 'a header named like a prototype member' }, body: '{}' };
     const longTypes: TransportMessage = { id: 'm-2', headers: { [Headers.MessageId]: 'm-2', [Headers.EnclosedTypes]: `${'A'.repeat(200)},${'B'.repeat(200)}` }, body: '{}' };
     const otherId: TransportMessage = { id: 'm-3', headers: { [Headers.MessageId]: 'something-else' }, body: '{}' };
     for (const message of [bare, longTypes, otherId]) expect(fromAmqp(delivered(message))).toEqual(message);
