@@ -132,6 +132,26 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   };
 
   /**
+   * Runs inside a transaction: removes each row that `replace` returns an array for and sends that
+   * array in its place (`[]`: removed, nothing sent; `undefined`: the row stays). Every
+   * destination is checked before the first write. Forward and the admin take share it.
+   */
+  const replaceRows = (rows: readonly Row[], replace: (message: TransportMessage) => readonly Outgoing[] | undefined) => {
+    const removed: Row[] = [];
+    const outgoing: Outgoing[] = [];
+    for (const row of rows) {
+      const replacements = replace(toMessage(row));
+      if (!replacements) continue;
+      removed.push(row);
+      outgoing.push(...replacements);
+    }
+    checkDestinations(outgoing);
+    for (const row of removed) statements.removeUnheld.run(row.seq);
+    insertAll(outgoing);
+    return outgoing;
+  };
+
+  /**
    * A read, outside any transaction: WAL readers never wait for the write lock. A receiver woken
    * by a signal for another queue, or asking again after an empty receive, takes no write lock.
    */
@@ -207,10 +227,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       const select = d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY seq');
       const taken = await committer.run(() => {
         const rows = select.all(address, JSON.stringify(ids)) as Row[];
-        const outgoing = replacements ? rows.flatMap((row) => replacements(toMessage(row))) : [];
-        checkDestinations(outgoing);
-        for (const row of rows) statements.removeUnheld.run(row.seq);
-        insertAll(outgoing);
+        const outgoing = replaceRows(rows, (message) => replacements?.(message) ?? []);
         return { ids: [...new Set(rows.map((row) => row.id))], outgoing };
       });
       notifyDestinations(taken.outgoing);
@@ -284,18 +301,11 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       // Bookkeeping durability: a forward moves a message that is already durable; a power loss
       // can only undo it together with every later commit, leaving the message in `from`.
       const moved = await committer.run(() => {
-        const seqs: number[] = [];
-        const outgoing: QueueOutgoing[] = [];
-        for (const row of statements.visible.all(from, Date.now(), max) as Row[]) {
-          const copy = route(toMessage(row));
-          if (!copy) continue;
-          seqs.push(row.seq);
-          outgoing.push(copy);
-        }
-        checkDestinations(outgoing);
-        for (const seq of seqs) statements.removeUnheld.run(seq);
-        insertAll(outgoing);
-        return outgoing;
+        const rows = statements.visible.all(from, Date.now(), max) as Row[];
+        return replaceRows(rows, (message) => {
+          const copy = route(message);
+          return copy && [copy];
+        });
       }, 'bookkeeping');
       notifyDestinations(moved);
       return moved.length;
