@@ -14,6 +14,7 @@ import { sqliteTransport } from '../../src/sqlite/index.js';
 import { sqliteSubscriptionStore } from '../../src/sqlite/subscription-store.js';
 import { waitFor } from '../../src/testing/wait.js';
 import type { BenchResult, BenchSuite } from '../types.js';
+import { median } from '../stats.js';
 
 const EVENTS = 2000;
 const SUBSCRIBERS = ['Billing', 'Shipping', 'Audit', 'Loyalty'];
@@ -82,7 +83,6 @@ async function measure(system: System, events: number, how: 'publish' | 'send'):
   return ((events * SUBSCRIBERS.length) / (performance.now() - started)) * 1000;
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const suite: BenchSuite = {
   names: ['sqlite.publish-fanout'],

@@ -14,7 +14,7 @@ import amqp from 'amqplib';
 import { createEndpoint, defineCommand, defineEvent, handle, silentLogger, type Endpoint } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
-import { percentile } from '../stats.js';
+import { median, percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 import { PING_PAYLOAD, pingCounter, sendPings, type PingBody } from '../load.js';
 
@@ -133,7 +133,6 @@ async function fanoutRun(mode: 'publish' | 'send', events: number): Promise<numb
   return ((events * SUBSCRIBERS.length) / elapsed) * 1000;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const suite: BenchSuite = {
   names: ['rabbitmq.send', 'rabbitmq.publish-fanout'],
