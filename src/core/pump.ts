@@ -123,8 +123,14 @@ export class Pump {
     };
     const tracked = this.options.process(receipt, this.forced.signal, release).finally(() => {
       this.inFlight.delete(tracked);
-      if (released) this.wakeSlotWaiters();
-      else release();
+      if (!released) {
+        release();
+        return;
+      }
+      // A settlement done is room for one more: start a held message now, not when the loop's
+      // receive (which may be waiting on an empty queue) returns.
+      this.startHeld();
+      this.wakeSlotWaiters();
     });
     this.inFlight.add(tracked);
   }

@@ -144,6 +144,29 @@ describe('pump', () => {
     expect(asks[0]).toBe(3);
   });
 
+  it('starts a held message when a settlement frees room, while a receive is still waiting', async () => {
+    // Concurrency 1 allows one more message settling: after two handlers, two held messages wait
+    // for settlements while the receive loop waits on the empty queue (here: forever).
+    const settlements = deferred();
+    const { transport, asks } = fakeTransport(4, settlements.promise);
+    const started: string[] = [];
+    const pump = startPump(transport, {
+      concurrency: 1,
+      prefetch: 3,
+      async process(receipt, _stop, release) {
+        started.push(receipt.message.id);
+        await new Promise((resolve) => setImmediate(resolve));
+        release();
+        await receipt.complete();
+      },
+    });
+    await waitFor(() => started.length === 2 && asks.length === 2, { what: 'two started, the next receive waiting' });
+    settlements.resolve();
+    await waitFor(() => started.length === 4, { what: 'the held messages started without another receive' });
+    expect(asks).toHaveLength(2);
+    await pump.stop();
+  });
+
   it('gives held messages back to their queue when it stops', async () => {
     const handler = deferred();
     const { transport, abandoned } = fakeTransport(3, Promise.resolve());
