@@ -16,7 +16,6 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { Redis } from 'ioredis';
@@ -29,13 +28,14 @@ import { sqliteDatasetStore } from '../../src/sqlite/dataset-store.js';
 import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/datasets/fixtures/bench-child.js';
 import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-event-child.js';
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
+import { nodeScript, type NodeScript } from '../../test/support/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../load.js';
 import { percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
-const CHILD = fileURLToPath(new URL('../../test/datasets/fixtures/bench-child.ts', import.meta.url));
-const EVENT_CHILD = fileURLToPath(new URL('../../test/datasets/fixtures/bench-event-child.ts', import.meta.url));
+const CHILD = nodeScript('../../test/datasets/fixtures/bench-child.ts', import.meta.url);
+const EVENT_CHILD = nodeScript('../../test/datasets/fixtures/bench-event-child.ts', import.meta.url);
 const REPLICAS = 10;
 const WARMUP = 20;
 const WRITES = 200;
@@ -222,15 +222,15 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
 }
 
 /** Forks one process per replica and waits for each to say it is ready. */
-async function forkReplicas(script: string, configs: object[]): Promise<ChildProcess[]> {
+async function forkReplicas(child: NodeScript, configs: object[]): Promise<ChildProcess[]> {
   const children: ChildProcess[] = [];
   await Promise.all(
     configs.map((config, i) => {
-      const child = fork(script, [JSON.stringify(config)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      children.push(child);
+      const replica = fork(child.script, [JSON.stringify(config)], { execArgv: [...child.execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      children.push(replica);
       return new Promise<void>((resolve, reject) => {
-        child.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
-        child.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
+        replica.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
+        replica.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
       });
     }),
   );

@@ -10,7 +10,6 @@
  */
 import Database from 'better-sqlite3';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import { sqliteTransport } from '../../src/sqlite/index.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 import { PING_PAYLOAD, pingCounter, sendPings, type PingBody } from '../load.js';
 import { median, percentile } from '../stats.js';
+import { nodeScript } from '../../test/support/node-script.js';
 
 const MESSAGES = 20_000;
 const BATCH = 100;
@@ -111,8 +111,8 @@ async function busRun(
   }
   const started = performance.now();
   if (sender === 'child-process') {
-    const script = fileURLToPath(new URL('../sqlite-sender.ts', import.meta.url));
-    spawn(process.execPath, ['--import', 'tsx', script, file, String(messages), String(ratePerSec)], { stdio: 'inherit' });
+    const sender = nodeScript('../sqlite-sender.ts', import.meta.url);
+    spawn(process.execPath, [...sender.execArgv, sender.script, file, String(messages), String(ratePerSec)], { stdio: 'inherit' });
   } else {
     await sendPings(endpoint, Ping, messages, { batch: BATCH, ratePerSec });
   }
