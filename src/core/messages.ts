@@ -67,16 +67,24 @@ export function defineEvent<TBody>(typeName: string, options: EventOptions<TBody
   return Object.freeze({ kind: 'event', typeName, parents: Object.freeze([...(options.parents ?? [])]), schema: options.schema });
 }
 
+/** Definitions are frozen, so their enclosed types are worked out once (every send needs them). */
+const enclosedCache = new WeakMap<MessageDefinition, readonly string[]>();
+
 /** The type and all its ancestors, nearest first, each once: what the enclosed-types header carries. */
-export function enclosedTypes(definition: MessageDefinition): string[] {
-  const seen = new Set<string>();
-  const visit = (d: MessageDefinition) => {
-    if (seen.has(d.typeName)) return;
-    seen.add(d.typeName);
-    d.parents.forEach(visit);
-  };
-  visit(definition);
-  return [...seen];
+export function enclosedTypes(definition: MessageDefinition): readonly string[] {
+  let types = enclosedCache.get(definition);
+  if (!types) {
+    const seen = new Set<string>();
+    const visit = (d: MessageDefinition) => {
+      if (seen.has(d.typeName)) return;
+      seen.add(d.typeName);
+      d.parents.forEach(visit);
+    };
+    visit(definition);
+    types = Object.freeze([...seen]);
+    enclosedCache.set(definition, types);
+  }
+  return types;
 }
 
 /**
