@@ -48,6 +48,16 @@ function fakeTransport(
   return { transport, received: () => next, asks, abandoned };
 }
 
+/** A process step that records each message id, waits for `pause`, releases its slot and settles. */
+function recordAndSettle(ids: string[], pause: () => Promise<unknown>): PumpOptions['process'] {
+  return async (receipt, _stop, release) => {
+    ids.push(receipt.message.id);
+    await pause();
+    release();
+    await receipt.complete();
+  };
+}
+
 /** A started pump on queue Q of `transport`. */
 function startPump(transport: Transport, options: Pick<PumpOptions, 'concurrency' | 'prefetch' | 'process'>): Pump {
   const pump = new Pump({ transport, addresses: ['Q'], logger: silentLogger, ...options });
@@ -130,12 +140,7 @@ describe('pump', () => {
     const pump = startPump(transport, {
       concurrency: 1,
       prefetch: 2,
-      async process(receipt, _stop, release) {
-        order.push(receipt.message.id);
-        await new Promise((resolve) => setTimeout(resolve, 2));
-        release();
-        await receipt.complete();
-      },
+      process: recordAndSettle(order, () => new Promise((resolve) => setTimeout(resolve, 2))),
     });
     await waitFor(() => order.length === 3, { what: 'three handled' });
     await pump.stop();
@@ -153,12 +158,7 @@ describe('pump', () => {
     const pump = startPump(transport, {
       concurrency: 1,
       prefetch: 3,
-      async process(receipt, _stop, release) {
-        started.push(receipt.message.id);
-        await new Promise((resolve) => setImmediate(resolve));
-        release();
-        await receipt.complete();
-      },
+      process: recordAndSettle(started, () => new Promise((resolve) => setImmediate(resolve))),
     });
     await waitFor(() => started.length === 2 && asks.length === 2, { what: 'two started, the next receive waiting' });
     settlements.resolve();
