@@ -28,7 +28,7 @@ import { sqliteDatasetStore } from '../../src/sqlite/dataset-store.js';
 import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/datasets/fixtures/bench-child.js';
 import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-event-child.js';
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
-import { nodeScript, type NodeScript } from '../../test/support/node-script.js';
+import { nodeScript, type NodeScript } from '../../src/testing/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../load.js';
 import { percentile } from '../stats.js';

@@ -20,7 +20,7 @@ import { sqliteTransport } from '../../src/sqlite/index.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 import { PING_PAYLOAD, pingCounter, sendPings, type PingBody } from '../load.js';
 import { median, percentile } from '../stats.js';
-import { nodeScript } from '../../test/support/node-script.js';
+import { nodeScript } from '../../src/testing/node-script.js';
 
 const MESSAGES = 20_000;
 const BATCH = 100;

@@ -4,7 +4,6 @@
  * Capabilities a transport lacks turn their tests into skips that say why.
  */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { handle, type HandlerContext } from '../core/context.js';
 import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
@@ -13,6 +12,7 @@ import { silentLogger } from '../core/logger.js';
 import { defineCommand } from '../core/messages.js';
 import type { Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { createEndpoint } from '../endpoint/endpoint.js';
+import { nodeScript } from './node-script.js';
 import { waitFor } from './wait.js';
 
 export interface TransportFixture {
@@ -42,9 +42,8 @@ async function receiveOne(transport: Transport, queue: string, waitMs = 5000) {
 }
 
 function spawnConsumer(spec: unknown, queue: string, env: Record<string, string>) {
-  const typescript = import.meta.url.endsWith('.ts');
-  const script = fileURLToPath(new URL(`./crash-consumer.${typescript ? 'ts' : 'js'}`, import.meta.url));
-  const child = spawn(process.execPath, [...(typescript ? ['--import', 'tsx'] : []), script], {
+  const consumer = nodeScript('./crash-consumer.ts', import.meta.url);
+  const child = spawn(process.execPath, [...consumer.execArgv, consumer.script], {
     env: { ...process.env, ...env, SWITCHYARD_TRANSPORT: JSON.stringify(spec), SWITCHYARD_QUEUE: queue },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -8,9 +8,9 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { openDataset } from '../../datasets/index.js';
 import { sqliteDatasetStore } from '../../sqlite/dataset-store.js';
+import { nodeScript } from '../../testing/node-script.js';
 import type { WebServerMessage } from './datasets-webserver.js';
 
 interface WebServer {
@@ -20,17 +20,15 @@ interface WebServer {
   applied: Extract<WebServerMessage, { type: 'applied' }>[];
 }
 
-// Compiled: datasets-webserver.js next to this file. From source (tsx): the .ts file through tsx.
-const here = fileURLToPath(import.meta.url);
-const fromSource = here.endsWith('.ts');
-const serverScript = path.join(path.dirname(here), fromSource ? 'datasets-webserver.ts' : 'datasets-webserver.js');
+// Compiled: datasets-webserver.js next to this file. From source (tests): the .ts file through tsx.
+const server = nodeScript('./datasets-webserver.ts', import.meta.url);
 
 const now = () => performance.timeOrigin + performance.now();
 
 function startServer(dbPath: string, name: string): Promise<WebServer> {
-  const child = fork(serverScript, [dbPath, name], {
+  const child = fork(server.script, [dbPath, name], {
     execPath: process.execPath,
-    execArgv: fromSource ? ['--import', 'tsx'] : [],
+    execArgv: [...server.execArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const applied: WebServer['applied'] = [];

@@ -6,8 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { nodeScript } from '../../testing/node-script.js';
 
 export type Report = Record<string, unknown>;
 
@@ -22,10 +22,9 @@ export interface RoleProcess {
   exited: Promise<number | null>;
 }
 
-// Run from source (tests load this file through tsx): start the TypeScript entry through tsx too.
-const fromSource = import.meta.url.endsWith('.ts');
-const mainScript = fileURLToPath(new URL(fromSource ? '../main.ts' : '../main.js', import.meta.url));
-const nodeArgs = fromSource ? ['--import', 'tsx', mainScript] : [mainScript];
+// The CLI entry: compiled main.js, or main.ts through tsx when run from source (tests).
+const main = nodeScript('../main.ts', import.meta.url);
+const nodeArgs = [...main.execArgv, main.script];
 
 export function demoFolder(): string {
   return mkdtempSync(path.join(tmpdir(), 'switchyard-demo-'));

@@ -1,9 +1,9 @@
 /**
- * How to start a TypeScript script of this repository as its own process. From sources (vitest,
- * tsx) it runs through tsx; from the compiled tree the benchmarks run (`npm run bench` compiles
- * with tsc into .bench/), it runs the emitted JavaScript directly, so a child process measures
- * the same code as its parent. (tsx compiles with esbuild's keepNames, which wraps every closure
- * a hot path creates in a naming call: about a tenth of the bus's CPU per message in-process.)
+ * How to start a TypeScript file of this package as its own process: from sources (tests, tsx)
+ * through tsx; from compiled JavaScript (dist/, or the benchmarks' tsc build in .bench/) the
+ * emitted sibling file directly, so a child runs the same code as its parent. (tsx compiles with
+ * esbuild's keepNames, which wraps every closure a hot path creates in a naming call: about a
+ * tenth of the bus's CPU per message in-process, so benchmarks must not mix the two.)
  */
 import { fileURLToPath } from 'node:url';
 
