@@ -28,9 +28,16 @@ function dropPoisonKeys(key: string, value: unknown): unknown {
   return key === '__proto__' || key === 'constructor' || key === 'prototype' ? undefined : value;
 }
 
+/**
+ * True when `text` takes at most `maxBytes` in UTF-8. A UTF-16 unit takes one to three bytes, so
+ * the length bounds it both ways and the bytes are only counted when those bounds do not decide.
+ */
+export function utf8BytesAtMost(text: string, maxBytes: number): boolean {
+  return text.length <= maxBytes && (text.length * 3 <= maxBytes || Buffer.byteLength(text) <= maxBytes);
+}
+
 export function checkBodySize(body: string, limits: MessageLimits): void {
-  // A UTF-8 byte is at least one UTF-16 unit, so the character count is a cheap lower bound.
-  if (body.length > limits.maxBodyBytes || (body.length * 3 > limits.maxBodyBytes && Buffer.byteLength(body) > limits.maxBodyBytes)) {
+  if (!utf8BytesAtMost(body, limits.maxBodyBytes)) {
     throw new SwitchyardError(ErrorCodes.MESSAGE_TOO_LARGE, `The body is ${Buffer.byteLength(body)} bytes, over the limit of ${limits.maxBodyBytes}.`, {
       fix: 'Send a reference to the data (a URL or a key in a store) instead of the data, or raise limits.maxBodyBytes on every endpoint that handles it.',
     });

@@ -16,6 +16,7 @@
  * part of the message.
  */
 import type { ConsumeMessage, GetMessage, MessageProperties, Options } from 'amqplib';
+import { utf8BytesAtMost } from '../core/envelope.js';
 import { Headers } from '../core/headers.js';
 import type { TransportMessage } from '../core/transport.js';
 
@@ -44,7 +45,6 @@ function copyStrings(from: Record<string, unknown>, into: Record<string, string>
 }
 
 const isBookkeeping = (key: string) => key.startsWith('x-sy-');
-const fitsShortString = (value: string) => value.length * 3 <= SHORT_STRING_BYTES || Buffer.byteLength(value) <= SHORT_STRING_BYTES;
 
 /** Left out of the packed headers when equal to the message id (most messages); `null` there when not set at all. */
 const SAME_AS_ID: readonly string[] = [Headers.MessageId, Headers.ConversationId];
@@ -81,7 +81,7 @@ export function publishOptions(message: TransportMessage): Options.Publish {
   for (const key in headers) {
     const value = headers[key]!;
     if (SAME_AS_ID.includes(key) && value === message.id) continue;
-    if (Object.hasOwn(AS_PROPERTY, key) && fitsShortString(value)) options[AS_PROPERTY[key as PropertyHeader]] = value;
+    if (Object.hasOwn(AS_PROPERTY, key) && utf8BytesAtMost(value, SHORT_STRING_BYTES)) options[AS_PROPERTY[key as PropertyHeader]] = value;
     else if (isBookkeeping(key)) amqpHeaders[key] = value;
     else packed[key] = value;
   }
