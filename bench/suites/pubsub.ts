@@ -83,7 +83,6 @@ async function measure(system: System, events: number, how: 'publish' | 'send'):
   return ((events * SUBSCRIBERS.length) / (performance.now() - started)) * 1000;
 }
 
-
 const suite: BenchSuite = {
   names: ['sqlite.publish-fanout'],
   async run({ log }) {

@@ -133,7 +133,6 @@ async function fanoutRun(mode: 'publish' | 'send', events: number): Promise<numb
   return ((events * SUBSCRIBERS.length) / elapsed) * 1000;
 }
 
-
 const suite: BenchSuite = {
   names: ['rabbitmq.send', 'rabbitmq.publish-fanout'],
   async run({ only, log }) {
