@@ -9,15 +9,15 @@
  *      with a copy due later) | error queue (complete with a copy carrying failure headers)
  * A failed handler sends nothing. A completion fenced off by a lost lease changes nothing.
  */
-import type { Handler, HandlerContext } from '../core/context.js';
+import type { Handler, HandlerContext, PublishOptions, SendOptions } from '../core/context.js';
 import type { MessageLimits } from '../core/envelope.js';
 import { parseMessage } from '../core/envelope.js';
 import { asError, ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature, SettleOutcome } from '../core/feature.js';
-import { Headers, type Intent } from '../core/headers.js';
+import { Headers, type HeaderMap, type Intent } from '../core/headers.js';
 import type { InstanceIdentity } from '../core/identity.js';
 import type { Logger } from '../core/logger.js';
-import type { MessageRegistry } from '../core/messages.js';
+import type { CommandDefinition, EventDefinition, MessageRegistry, PlainMessageDefinition } from '../core/messages.js';
 import type { Outgoing, Receipt } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
 import { decide, type RecoverabilityConfig } from '../recoverability/policy.js';
@@ -37,15 +37,12 @@ export interface ProcessDeps extends OutgoingDeps {
 /** `release` is called when only the settlement is left (see Pump). */
 export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void> {
   const { message } = receipt;
-  // Composed on first use: most handlers never look at their signal.
-  let composed: AbortSignal | undefined;
-  const signal = () => (composed ??= AbortSignal.any([receipt.signal, stopSignal]));
   let messageType: string | undefined;
   const intent = message.headers[Headers.Intent] as Intent | undefined;
   const controlFeature = intent ? deps.controlFeatures.get(intent) : undefined;
   try {
     if (controlFeature) {
-      const outgoing = await controlFeature.handleControl!({ message, signal: signal() });
+      const outgoing = await controlFeature.handleControl!({ message, signal: AbortSignal.any([receipt.signal, stopSignal]) });
       release();
       await settle(deps, receipt, [...outgoing], 'handled');
       return;
@@ -53,16 +50,11 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
     const parsed = parseMessage(message, deps.registry, deps.limits);
     messageType = parsed.definition.typeName;
     const body = await validateBody(parsed.definition, parsed.body, 'receive');
-    const handlers = parsed.types.flatMap((t) => deps.handlers.get(t) ?? []);
-    if (handlers.length === 0) {
-      throw new SwitchyardError(ErrorCodes.NO_HANDLER, `Endpoint ${deps.identity.endpoint} has no handler for ${parsed.types.join(', ')}.`, {
-        fix: 'Add a handler for this type, or fix the route or subscription that sent it here; then retry it from the error queue.',
-      });
-    }
+    const handlers = handlersFor(deps, parsed.types);
     const outgoing: Outgoing[] = [];
-    const builder = new OutgoingBuilder(deps, { messageId: message.id, headers: message.headers });
+    const scope = new HandlerScope(deps, receipt, stopSignal, outgoing);
     for (const handler of handlers) {
-      await handler.invoke(body, handlerContext(builder, receipt, handler, outgoing, signal));
+      await handler.invoke(body, new MessageHandlerContext(scope, handler.definition.typeName));
     }
     release();
     await settle(deps, receipt, outgoing, 'handled');
@@ -76,21 +68,80 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
   }
 }
 
-function handlerContext(builder: OutgoingBuilder, receipt: Receipt, handler: Handler, outgoing: Outgoing[], signal: () => AbortSignal): HandlerContext {
-  const { message } = receipt;
-  return {
-    messageId: message.id,
-    headers: message.headers,
-    messageType: handler.definition.typeName,
-    deliveryCount: receipt.deliveryCount,
-    get signal() {
-      return signal();
-    },
-    send: async (definition, body, options) => void outgoing.push(...(await builder.send(definition, body, options))),
-    sendLocal: async (definition, body, options) => void outgoing.push(...(await builder.sendLocal(definition, body, options))),
-    publish: async (definition, body, options) => void outgoing.push(...(await builder.publish(definition, body, options))),
-    reply: async (definition, body, options) => void outgoing.push(...(await builder.reply(definition, body, message.headers, options))),
-  };
+/** Handlers of the enclosed types, nearest type first. */
+function handlersFor(deps: ProcessDeps, types: readonly string[]): readonly Handler[] {
+  const handlers = types.length === 1 ? (deps.handlers.get(types[0]!) ?? []) : types.flatMap((t) => deps.handlers.get(t) ?? []);
+  if (handlers.length === 0) {
+    throw new SwitchyardError(ErrorCodes.NO_HANDLER, `Endpoint ${deps.identity.endpoint} has no handler for ${types.join(', ')}.`, {
+      fix: 'Add a handler for this type, or fix the route or subscription that sent it here; then retry it from the error queue.',
+    });
+  }
+  return handlers;
+}
+
+/**
+ * What the handlers of one message share: their sends (left only when all of them succeed), the
+ * outgoing builder and the abort signal, both made on first use since most handlers need neither.
+ */
+class HandlerScope {
+  private builder: OutgoingBuilder | undefined;
+  private composed: AbortSignal | undefined;
+
+  constructor(
+    private readonly deps: ProcessDeps,
+    readonly receipt: Receipt,
+    private readonly stopSignal: AbortSignal,
+    readonly outgoing: Outgoing[],
+  ) {}
+
+  get signal(): AbortSignal {
+    return (this.composed ??= AbortSignal.any([this.receipt.signal, this.stopSignal]));
+  }
+
+  get sends(): OutgoingBuilder {
+    const { message } = this.receipt;
+    return (this.builder ??= new OutgoingBuilder(this.deps, { messageId: message.id, headers: message.headers }));
+  }
+}
+
+/** A class rather than a literal of closures: one is made per handler call, its methods are shared. */
+class MessageHandlerContext implements HandlerContext {
+  constructor(
+    private readonly scope: HandlerScope,
+    readonly messageType: string,
+  ) {}
+
+  get messageId(): string {
+    return this.scope.receipt.message.id;
+  }
+
+  get headers(): Readonly<HeaderMap> {
+    return this.scope.receipt.message.headers;
+  }
+
+  get deliveryCount(): number {
+    return this.scope.receipt.deliveryCount;
+  }
+
+  get signal(): AbortSignal {
+    return this.scope.signal;
+  }
+
+  async send<B>(definition: CommandDefinition<B> | PlainMessageDefinition<B>, body: NoInfer<B>, options?: SendOptions): Promise<void> {
+    this.scope.outgoing.push(...(await this.scope.sends.send(definition, body, options)));
+  }
+
+  async sendLocal<B>(definition: CommandDefinition<B> | PlainMessageDefinition<B>, body: NoInfer<B>, options?: SendOptions): Promise<void> {
+    this.scope.outgoing.push(...(await this.scope.sends.sendLocal(definition, body, options)));
+  }
+
+  async publish<B>(definition: EventDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void> {
+    this.scope.outgoing.push(...(await this.scope.sends.publish(definition, body, options)));
+  }
+
+  async reply<B>(definition: PlainMessageDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void> {
+    this.scope.outgoing.push(...(await this.scope.sends.reply(definition, body, this.headers, options)));
+  }
 }
 
 async function settle(deps: ProcessDeps, receipt: Receipt, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {

@@ -100,8 +100,8 @@ export class QueueConsumer {
       from.acks.nack(raw, true); // arrived while the cancel was under way: not ours to take
       return;
     }
-    this.buffer.push({ ...from, raw });
-    for (const wake of [...this.wakers]) wake();
+    this.buffer.push({ channel: from.channel, acks: from.acks, signal: from.signal, raw });
+    for (const wake of this.wakers) wake(); // a wake removes only itself: safe while iterating
   }
 
   private channelClosed(channel: Channel, lease: AbortController): void {
@@ -131,73 +131,8 @@ export class QueueConsumer {
     return this.buffer.splice(0, max).map((d) => this.receipt(d));
   }
 
-  private receipt({ raw, acks, signal }: Delivery): Receipt {
-    const message: TransportMessage = fromAmqp(raw);
-    const address = this.address;
-    const deps = this.deps;
-    let settled = false;
-    // The receipt's own signal follows the channel until the receipt is settled, and no longer:
-    // closing the channel later (transport stop) must not abort a handler that already finished.
-    // Made on first use: most handlers never look at it.
-    let own: AbortController | undefined;
-    const follow = () => own!.abort(signal.reason);
-    const ownSignal = () => {
-      if (!own) {
-        own = new AbortController();
-        if (signal.aborted && !settled) follow();
-        else if (!settled) signal.addEventListener('abort', follow, { once: true });
-      }
-      return own.signal;
-    };
-    const done = () => {
-      settled = true;
-      if (own) signal.removeEventListener('abort', follow);
-    };
-    return {
-      message,
-      address,
-      deliveryCount: deliveryCountOf(raw),
-      get signal() {
-        return ownSignal();
-      },
-      async complete(outgoing: readonly Outgoing[] = []) {
-        if (signal.aborted || settled) throw leaseLost(address, message.id);
-        // Sends first, confirmed; then the ack. A loss in between duplicates, never loses.
-        if (outgoing.length > 0) {
-          try {
-            await deps.publish(outgoing, { retry: false });
-          } catch (error) {
-            throw signal.aborted ? leaseLost(address, message.id) : error;
-          }
-        }
-        if (signal.aborted) throw leaseLost(address, message.id);
-        done();
-        await acks.ack(raw).catch(() => {
-          throw leaseLost(address, message.id);
-        });
-      },
-      async abandon(delayMs = 0) {
-        if (signal.aborted || settled) return;
-        done();
-        try {
-          if (delayMs > 0) {
-            const count = String(deliveryCountOf(raw));
-            const copy = { ...message, headers: { ...message.headers, [DELIVERY_BASE_HEADER]: count } };
-            await deps.publish([{ destination: address, message: copy, deliverAt: Date.now() + delayMs }]);
-            if (!signal.aborted) await acks.ack(raw);
-          } else {
-            acks.nack(raw, true);
-          }
-        } catch {
-          // The delayed copy was not confirmed: put the message back now instead (never lose it).
-          try {
-            if (!signal.aborted) acks.nack(raw, true);
-          } catch {
-            // Channel gone: the broker requeues the message itself.
-          }
-        }
-      },
-    };
+  private receipt(delivery: Delivery): Receipt {
+    return new DeliveryReceipt(delivery, this.address, this.deps);
   }
 
   /**
@@ -224,6 +159,88 @@ export class QueueConsumer {
     this.lease?.abort(new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The transport closed.'));
     this.buffer = [];
     await channel?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * One delivery handed out. A class, not a literal of closures: one receipt per message, and its
+ * methods shared on the prototype, keep the allocation per delivery small.
+ */
+class DeliveryReceipt implements Receipt {
+  readonly message: TransportMessage;
+  readonly deliveryCount: number;
+  private settled = false;
+  /** Follows the channel until the receipt is settled; made on first use (most handlers never look). */
+  private own: AbortController | undefined;
+  private follow: (() => void) | undefined;
+
+  constructor(
+    private readonly delivery: Delivery,
+    readonly address: Address,
+    private readonly deps: ConsumerDeps,
+  ) {
+    this.message = fromAmqp(delivery.raw);
+    this.deliveryCount = deliveryCountOf(delivery.raw);
+  }
+
+  /**
+   * The receipt's own signal follows the channel until the receipt is settled, and no longer:
+   * closing the channel later (transport stop) must not abort a handler that already finished.
+   */
+  get signal(): AbortSignal {
+    if (!this.own) {
+      const own = (this.own = new AbortController());
+      const channel = this.delivery.signal;
+      if (channel.aborted && !this.settled) own.abort(channel.reason);
+      else if (!this.settled) channel.addEventListener('abort', (this.follow = () => own.abort(channel.reason)), { once: true });
+    }
+    return this.own.signal;
+  }
+
+  private done(): void {
+    this.settled = true;
+    if (this.follow) this.delivery.signal.removeEventListener('abort', this.follow);
+  }
+
+  async complete(outgoing: readonly Outgoing[] = []): Promise<void> {
+    const { raw, acks, signal } = this.delivery;
+    if (signal.aborted || this.settled) throw leaseLost(this.address, this.message.id);
+    // Sends first, confirmed; then the ack. A loss in between duplicates, never loses.
+    if (outgoing.length > 0) {
+      try {
+        await this.deps.publish(outgoing, { retry: false });
+      } catch (error) {
+        throw signal.aborted ? leaseLost(this.address, this.message.id) : error;
+      }
+    }
+    if (signal.aborted) throw leaseLost(this.address, this.message.id);
+    this.done();
+    await acks.ack(raw).catch(() => {
+      throw leaseLost(this.address, this.message.id);
+    });
+  }
+
+  async abandon(delayMs = 0): Promise<void> {
+    const { raw, acks, signal } = this.delivery;
+    if (signal.aborted || this.settled) return;
+    this.done();
+    try {
+      if (delayMs > 0) {
+        const count = String(this.deliveryCount);
+        const copy = { ...this.message, headers: { ...this.message.headers, [DELIVERY_BASE_HEADER]: count } };
+        await this.deps.publish([{ destination: this.address, message: copy, deliverAt: Date.now() + delayMs }]);
+        if (!signal.aborted) await acks.ack(raw);
+      } else {
+        acks.nack(raw, true);
+      }
+    } catch {
+      // The delayed copy was not confirmed: put the message back now instead (never lose it).
+      try {
+        if (!signal.aborted) acks.nack(raw, true);
+      } catch {
+        // Channel gone: the broker requeues the message itself.
+      }
+    }
   }
 }
 
