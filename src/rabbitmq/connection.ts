@@ -41,6 +41,8 @@ export interface ConnectionSettings {
 export class BrokerConnection {
   private model: ChannelModel | undefined;
   private publisher: Promise<ConfirmChannel> | undefined;
+  /** The publish channel once open, until it or the connection closes: the per-message fast path. */
+  private openPublisher: ConfirmChannel | undefined;
   private declarer: Promise<Channel> | undefined;
   private stateValue: ConnectionState = 'idle';
   private readonly waiters = new Set<() => void>();
@@ -115,6 +117,7 @@ export class BrokerConnection {
     if (this.model !== model) return;
     this.model = undefined;
     this.publisher = undefined;
+    this.openPublisher = undefined;
     this.declarer = undefined;
     for (const hook of this.lostHooks) hook();
     if (this.stateValue === 'closed') return;
@@ -181,20 +184,25 @@ export class BrokerConnection {
 
   /** The shared confirm channel for publishing, re-created after it or the connection closed. */
   publishChannel(timeoutMs: number): Promise<ConfirmChannel> {
-    this.publisher ??= this.whenConnected(timeoutMs).then(async (model) => {
+    if (this.publisher) return this.publisher;
+    const opening = this.whenConnected(timeoutMs).then(async (model) => {
       const channel = await model.createConfirmChannel();
-      const self = this.publisher;
       channel.on('error', (error: Error) => this.channelErrors.set(channel, error));
       channel.on('close', () => {
-        if (this.publisher === self) this.publisher = undefined;
+        if (this.publisher === opening) this.publisher = this.openPublisher = undefined;
       });
+      if (this.publisher === opening) this.openPublisher = channel;
       return channel;
     });
-    const current = this.publisher;
-    current.catch(() => {
-      if (this.publisher === current) this.publisher = undefined;
+    opening.catch(() => {
+      if (this.publisher === opening) this.publisher = undefined;
     });
-    return current;
+    return (this.publisher = opening);
+  }
+
+  /** The publish channel when it is open now, without waiting (undefined: call publishChannel). */
+  get openPublishChannel(): ConfirmChannel | undefined {
+    return this.openPublisher;
   }
 
   /** The broker's reason for closing a channel, when it gave one. */

@@ -215,9 +215,11 @@ class DeliveryReceipt implements Receipt {
     }
     if (signal.aborted) throw leaseLost(this.address, this.message.id);
     this.done();
-    await acks.ack(raw).catch(() => {
+    try {
+      await acks.ack(raw);
+    } catch {
       throw leaseLost(this.address, this.message.id);
-    });
+    }
   }
 
   async abandon(delayMs = 0): Promise<void> {

@@ -114,7 +114,7 @@ export class Publisher {
 
   /** Publishes every route, then waits for all their confirms (one wait for the batch, not one per message). */
   private async publishOnce(routes: readonly Route[]): Promise<void> {
-    const channel = await this.connection.publishChannel(this.settings.sendTimeoutMs);
+    const channel = this.connection.openPublishChannel ?? (await this.connection.publishChannel(this.settings.sendTimeoutMs));
     let unconfirmed = routes.length;
     let failure: Error | undefined;
     let allConfirmed!: () => void;
