@@ -4,5 +4,6 @@ export type { RabbitMqTransport, RabbitMqTransportOptions } from './transport.js
 export type { ConnectionState, ConnectionStateChange } from './connection.js';
 export { rabbitmqTopology } from './topology.js';
 export type { QueueType } from './specs.js';
+export type { WireFormat } from './wire.js';
 export type { TopologyRequest, RabbitMqDefinitions } from './topology.js';
 export { MAX_DELAY_MS } from './delay.js';

@@ -19,7 +19,7 @@ import { delayTopology } from './delay.js';
 import { brokerError, isRefusal } from './errors.js';
 import type { QueueType, TopologySpec } from './specs.js';
 import { eventHierarchySpecs } from './topology.js';
-import { publishOptions } from './wire.js';
+import { toAmqp, type WireFormat } from './wire.js';
 
 interface Route {
   readonly exchange: string;
@@ -33,6 +33,7 @@ export interface PublisherSettings {
   queueType: QueueType;
   createTopology: boolean;
   sendTimeoutMs: number;
+  wireFormat: WireFormat;
 }
 
 export class Publisher {
@@ -126,7 +127,8 @@ export class Publisher {
     };
     for (const route of routes) {
       const routingKey = typeof route.routingKey === 'string' ? route.routingKey : route.routingKey();
-      const accepted = channel.publish(route.exchange, routingKey, Buffer.from(route.message.body, 'utf8'), publishOptions(route.message), onConfirm);
+      const { content, options } = toAmqp(route.message, this.settings.wireFormat);
+      const accepted = channel.publish(route.exchange, routingKey, content, options, onConfirm);
       // The socket buffer is full: wait for it to drain (or the channel to die) before writing more.
       if (!accepted) await new Promise((resolve) => (channel.once('drain', resolve), channel.once('close', resolve)));
     }

@@ -20,6 +20,7 @@ import { Declarations } from './declarations.js';
 import { Publisher } from './publisher.js';
 import type { QueueType } from './specs.js';
 import { queueSpec, subscriptionSpecs } from './topology.js';
+import { WIRE_FORMATS, type WireFormat } from './wire.js';
 
 export interface RabbitMqTransportOptions {
   /** `amqp://user:password@host:5672/vhost` (or `amqps://` for TLS). */
@@ -28,6 +29,12 @@ export interface RabbitMqTransportOptions {
   queueType?: QueueType;
   /** Unacked deliveries per queue consumer. Default: the largest receive `max`, the endpoint's concurrency plus its prefetch. */
   prefetch?: number;
+  /**
+   * Where the Switchyard headers without an AMQP property travel: `envelope` (default) in the body,
+   * as `{"headers":{...},"body":...}`; `headers` in the AMQP header `sy1-headers`, the body being
+   * the message's JSON alone (for consumers that are not Switchyard). Both are always read.
+   */
+  wireFormat?: WireFormat;
   /** Declare queues, exchanges and bindings (default true). False: only check they exist; see rabbitmqTopology(). */
   createTopology?: boolean;
   /** AMQP heartbeat in seconds (default 10): how fast a dead peer is noticed, on both sides. */
@@ -154,12 +161,15 @@ function checkOptions(options: RabbitMqTransportOptions) {
     if (!Number.isInteger(value) || value < 0 || value > max) throw bad(setting, value, `Use a whole number from 0 to ${max}.`);
     return value;
   };
+  const wireFormat = options.wireFormat ?? 'envelope';
+  if (!WIRE_FORMATS.includes(wireFormat)) throw bad('wireFormat', wireFormat, "Use 'envelope' (default: headers in the body) or 'headers' (headers in an AMQP header, the body alone).");
   if (options.prefetch !== undefined && (!Number.isInteger(options.prefetch) || options.prefetch < 1 || options.prefetch > 65_535)) {
     throw bad('prefetch', options.prefetch, 'Use a whole number from 1 to 65535, or leave it out to follow the endpoint concurrency.');
   }
   return {
     url: options.url,
     queueType,
+    wireFormat,
     createTopology: options.createTopology ?? true,
     heartbeatSeconds: positive('heartbeatSeconds', options.heartbeatSeconds, 10, 600),
     sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 30_000, 3_600_000),

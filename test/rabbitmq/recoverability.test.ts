@@ -3,9 +3,11 @@
  * a delayed retry through the delay topology, the error queue with failure headers, and a
  * manual retry from it with `switchyard errors` (the CLI process, on RabbitMQ).
  */
+import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, handle, silentLogger } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
+import { ENVELOPE_CONTENT_TYPE } from '../../src/rabbitmq/wire.js';
 import { failedMessages } from '../../src/recoverability/failed-messages.js';
 import { waitFor } from '../../src/testing/wait.js';
 import { deleteTopology, rabbit, uniquePrefix } from './fixtures/broker.js';
@@ -16,11 +18,11 @@ const suite = rabbit.skipReason ? describe.skip : describe;
 
 suite(`RabbitMQ recoverability${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
   const prefix = uniquePrefix('recov');
-  const [workerName, errorQueue] = [`${prefix}Worker`, `${prefix}error`];
+  const [workerName, errorQueue, inboxName] = [`${prefix}Worker`, `${prefix}error`, `${prefix}Inbox`];
   let release: () => void = () => undefined;
   beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS); // restart.test.ts stops the broker
   afterAll(async () => {
-    await deleteTopology({ queues: [workerName, errorQueue] });
+    await deleteTopology({ queues: [workerName, errorQueue, inboxName] });
     release();
   });
 
@@ -72,6 +74,48 @@ suite(`RabbitMQ recoverability${rabbit.skipReason ? ` (skipped: ${rabbit.skipRea
       await waitFor(async () => (await failed.list()).total === 0, { what: 'an empty error queue' });
     } finally {
       await worker.stop();
+      await operator.close();
+    }
+  });
+
+  it('puts what other publishers send wrong in the error queue with its body as it came, and handles what they send right', async () => {
+    const Ship = defineCommand<{ orderId: string }>(`${prefix.replaceAll('-', '_')}Shipping.Ship`);
+    const shipped: string[] = [];
+    const inbox = createEndpoint({
+      name: inboxName,
+      transport: rabbitmqTransport({ url: rabbit.url, logger: silentLogger }),
+      logger: silentLogger,
+      recoverability: { immediateRetries: 0, delayedRetries: { count: 0 }, errorQueue },
+      handlers: [handle(Ship, (body) => void shipped.push(body.orderId))],
+    });
+    await inbox.start();
+    const operator = rabbitmqTransport({ url: rabbit.url, logger: silentLogger, createTopology: false });
+    const connection = await amqp.connect(rabbit.url);
+    try {
+      const channel = await connection.createConfirmChannel();
+      const bad = [
+        { id: 'broken-envelope', content: '{"headers":[1],"body":{"orderId":"o-9"}}', contentType: ENVELOPE_CONTENT_TYPE, type: Ship.typeName, reason: 'has no sy1-enclosed-types header' },
+        { id: 'not-json', content: 'orderId=o-1', contentType: 'application/json', type: Ship.typeName, reason: 'not valid JSON' },
+        { id: 'unknown-type', content: '{"orderId":"o-1"}', contentType: 'application/json', type: 'Nobody.Knows', reason: 'is not registered' },
+      ];
+      const good = { id: 'plain-json', content: '{"orderId":"o-2"}', contentType: 'application/json', type: Ship.typeName };
+      for (const m of [...bad, good]) {
+        channel.sendToQueue(inboxName, Buffer.from(m.content), { persistent: true, messageId: m.id, contentType: m.contentType, type: m.type });
+      }
+      await channel.waitForConfirms();
+      const failed = failedMessages(operator, { errorQueue });
+      await operator.open();
+      await waitFor(async () => (await failed.list()).total === bad.length, { timeoutMs: 15_000, what: 'the three bad messages in the error queue' });
+      await waitFor(() => shipped.length === 1, { what: 'the good message to be handled' });
+      expect(shipped).toEqual(['o-2']);
+      for (const m of bad) {
+        const message = await failed.show(m.id);
+        expect(message?.body, m.id).toBe(m.content);
+        expect(message?.exceptionMessage, m.id).toContain(m.reason);
+      }
+    } finally {
+      await connection.close();
+      await inbox.stop();
       await operator.close();
     }
   });
