@@ -4,6 +4,9 @@
  * the same run: persistent messages to a quorum queue, publisher confirms for every message,
  * a consumer with the same prefetch acking each message by hand. Latency is a separate run at a
  * fixed offered rate, timed from each message's scheduled send (no coordinated omission).
+ * rabbitmq.send uses the default wire format (headers in a body envelope); the same run with
+ * `wireFormat: 'headers'` (headers in an AMQP header table) is reported as
+ * rabbitmq.send.headers-format, so the cost of the table is measured every run.
  *
  * rabbitmq.publish-fanout: publish N events to 4 logical subscribers (a queue each, bound to the
  * event's exchange); msgsPerSec counts deliveries. Baseline: the same number of deliveries made
@@ -12,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
 import { createEndpoint, defineCommand, defineEvent, handle, silentLogger, type Endpoint } from '../../src/index.js';
-import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
+import { rabbitmqTransport, type WireFormat } from '../../src/rabbitmq/index.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { median, percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
@@ -21,6 +24,8 @@ import { PING_PAYLOAD, pingCounter, sendPings, type PingBody } from '../load.js'
 const URL_ = serviceUrls.rabbitmq;
 const MESSAGES = 10_000;
 const BATCH = 100;
+/** Rounds of each rabbitmq.send variant; the results are their medians. */
+const ROUNDS = 5;
 const CONCURRENCY = 64;
 const FANOUT_EVENTS = 1500;
 const SUBSCRIBERS = ['Billing', 'Shipping', 'Audit', 'Loyalty'];
@@ -76,12 +81,12 @@ async function rawRun(messages: number): Promise<number> {
   return (messages / elapsed) * 1000;
 }
 
-async function busRun(messages: number, ratePerSec: number | undefined): Promise<{ msgsPerSec: number; latencies: number[] }> {
+async function busRun(messages: number, ratePerSec: number | undefined, wireFormat: WireFormat = 'envelope'): Promise<{ msgsPerSec: number; latencies: number[] }> {
   const endpointName = name(`Bench-${randomBytes(2).toString('hex')}`);
   const counter = pingCounter(Ping, messages);
   const endpoint = createEndpoint({
     name: endpointName,
-    transport: rabbitmqTransport({ url: URL_, logger: silentLogger }),
+    transport: rabbitmqTransport({ url: URL_, logger: silentLogger, wireFormat }),
     routes: { [Ping.typeName]: endpointName },
     concurrency: CONCURRENCY,
     logger: silentLogger,
@@ -134,7 +139,7 @@ async function fanoutRun(mode: 'publish' | 'send', events: number): Promise<numb
 }
 
 const suite: BenchSuite = {
-  names: ['rabbitmq.send', 'rabbitmq.publish-fanout'],
+  names: ['rabbitmq.send', 'rabbitmq.send.headers-format', 'rabbitmq.publish-fanout'],
   async run({ only, log }) {
     if (!(await reachable(URL_))) {
       log(`skipped: RabbitMQ is not reachable at ${new URL(URL_).host} (start it, or set SWITCHYARD_RABBITMQ_URL)`);
@@ -146,17 +151,21 @@ const suite: BenchSuite = {
       log('warming up (quorum queue, persistent, confirms, 1 KB bodies)');
       await rawRun(1000);
       await busRun(1000, undefined);
-      // Alternate rounds and keep medians, so a noisy neighbour on the 2 cores hits both alike.
+      await busRun(1000, undefined, 'headers');
+      // Alternate rounds and keep medians, so a noisy neighbour on the 2 cores hits all alike.
       const raw: number[] = [];
       const bus: number[] = [];
-      for (let round = 0; round < 3; round++) {
+      const busHeaders: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
         raw.push(await rawRun(MESSAGES));
         bus.push((await busRun(MESSAGES, undefined)).msgsPerSec);
-        log(`round ${round + 1}: raw amqplib ${raw.at(-1)!.toFixed(0)} msgs/s, bus ${bus.at(-1)!.toFixed(0)} msgs/s`);
+        busHeaders.push((await busRun(MESSAGES, undefined, 'headers')).msgsPerSec);
+        log(`round ${round + 1}: raw amqplib ${raw.at(-1)!.toFixed(0)} msgs/s, bus ${bus.at(-1)!.toFixed(0)} msgs/s, bus with wireFormat 'headers' ${busHeaders.at(-1)!.toFixed(0)} msgs/s`);
       }
       const rate = 500;
       const latencyRun = await busRun(3000, rate);
       const sorted = latencyRun.latencies.sort((a, b) => a - b);
+      const baseline = 'raw amqplib (persistent, confirms, manual acks, same prefetch, quorum queue)';
       results.push({
         name: 'rabbitmq.send',
         transport: 'rabbitmq',
@@ -164,10 +173,22 @@ const suite: BenchSuite = {
         msgsPerSec: median(bus),
         p50Ms: percentile(sorted, 0.5),
         p99Ms: percentile(sorted, 0.99),
-        baseline: 'raw amqplib (persistent, confirms, manual acks, same prefetch, quorum queue)',
+        baseline,
         baselineMsgsPerSec: median(raw),
         ratio: median(bus) / median(raw),
-        settings: { ...settings, latencyOfferedRatePerSec: rate, latencyMessages: 3000, rounds: 3 },
+        settings: { ...settings, wireFormat: 'envelope', latencyOfferedRatePerSec: rate, latencyMessages: 3000, rounds: ROUNDS },
+      });
+      results.push({
+        name: 'rabbitmq.send.headers-format',
+        transport: 'rabbitmq',
+        messages: MESSAGES,
+        msgsPerSec: median(busHeaders),
+        p50Ms: null,
+        p99Ms: null,
+        baseline,
+        baselineMsgsPerSec: median(raw),
+        ratio: median(busHeaders) / median(raw),
+        settings: { ...settings, wireFormat: 'headers', rounds: ROUNDS },
       });
     }
     if (only('rabbitmq.publish-fanout')) {
