@@ -9,7 +9,7 @@
  *      with a copy due later) | error queue (complete with a copy carrying failure headers)
  * A failed handler sends nothing. A completion fenced off by a lost lease changes nothing.
  */
-import type { Handler, HandlerContext, PublishOptions, SendOptions } from '../core/context.js';
+import type { Handler, HandlerContext } from '../core/context.js';
 import type { MessageLimits } from '../core/envelope.js';
 import { parseMessage } from '../core/envelope.js';
 import { asError, ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
@@ -17,7 +17,7 @@ import type { EndpointFeature, SettleOutcome } from '../core/feature.js';
 import { Headers, type HeaderMap, type Intent } from '../core/headers.js';
 import type { InstanceIdentity } from '../core/identity.js';
 import type { Logger } from '../core/logger.js';
-import type { CommandDefinition, EventDefinition, MessageRegistry, PlainMessageDefinition } from '../core/messages.js';
+import type { MessageRegistry } from '../core/messages.js';
 import type { Outgoing, Receipt } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
 import { decide, type RecoverabilityConfig } from '../recoverability/policy.js';
@@ -91,7 +91,7 @@ class HandlerScope {
     private readonly deps: ProcessDeps,
     readonly receipt: Receipt,
     private readonly stopSignal: AbortSignal,
-    readonly outgoing: Outgoing[],
+    private readonly outgoing: Outgoing[],
   ) {}
 
   get signal(): AbortSignal {
@@ -102,10 +102,19 @@ class HandlerScope {
     const { message } = this.receipt;
     return (this.builder ??= new OutgoingBuilder(this.deps, { messageId: message.id, headers: message.headers }));
   }
+
+  async collect(built: Promise<Outgoing[]>): Promise<void> {
+    this.outgoing.push(...(await built));
+  }
 }
 
-/** A class rather than a literal of closures: one is made per handler call, its methods are shared. */
+/**
+ * One per handler call, so a class rather than a literal of closures. The send methods are made
+ * on first use and bound, so `(message, { reply }) => reply(...)` works as with plain properties.
+ */
 class MessageHandlerContext implements HandlerContext {
+  private methods: Pick<HandlerContext, 'send' | 'sendLocal' | 'publish' | 'reply'> | undefined;
+
   constructor(
     private readonly scope: HandlerScope,
     readonly messageType: string,
@@ -127,20 +136,30 @@ class MessageHandlerContext implements HandlerContext {
     return this.scope.signal;
   }
 
-  async send<B>(definition: CommandDefinition<B> | PlainMessageDefinition<B>, body: NoInfer<B>, options?: SendOptions): Promise<void> {
-    this.scope.outgoing.push(...(await this.scope.sends.send(definition, body, options)));
+  get send(): HandlerContext['send'] {
+    return this.bound().send;
   }
 
-  async sendLocal<B>(definition: CommandDefinition<B> | PlainMessageDefinition<B>, body: NoInfer<B>, options?: SendOptions): Promise<void> {
-    this.scope.outgoing.push(...(await this.scope.sends.sendLocal(definition, body, options)));
+  get sendLocal(): HandlerContext['sendLocal'] {
+    return this.bound().sendLocal;
   }
 
-  async publish<B>(definition: EventDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void> {
-    this.scope.outgoing.push(...(await this.scope.sends.publish(definition, body, options)));
+  get publish(): HandlerContext['publish'] {
+    return this.bound().publish;
   }
 
-  async reply<B>(definition: PlainMessageDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void> {
-    this.scope.outgoing.push(...(await this.scope.sends.reply(definition, body, this.headers, options)));
+  get reply(): HandlerContext['reply'] {
+    return this.bound().reply;
+  }
+
+  private bound() {
+    const { scope } = this;
+    return (this.methods ??= {
+      send: (definition, body, options) => scope.collect(scope.sends.send(definition, body, options)),
+      sendLocal: (definition, body, options) => scope.collect(scope.sends.sendLocal(definition, body, options)),
+      publish: (definition, body, options) => scope.collect(scope.sends.publish(definition, body, options)),
+      reply: (definition, body, options) => scope.collect(scope.sends.reply(definition, body, scope.receipt.message.headers, options)),
+    });
   }
 }
 

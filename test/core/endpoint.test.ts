@@ -70,7 +70,8 @@ describe('endpoint', () => {
     const seen: Record<string, string>[] = [];
     await endpoint({
       name: 'Sales',
-      handlers: [handle(PlaceOrder, (order, ctx) => ctx.reply(OrderAccepted, { orderId: order.orderId }))],
+      // Destructured, as handlers often take it: the context's methods work without `this`.
+      handlers: [handle(PlaceOrder, (order, { reply }) => reply(OrderAccepted, { orderId: order.orderId }))],
     });
     const client = await endpoint({
       name: 'Client',
