@@ -128,11 +128,7 @@ export class QueueConsumer {
         signal,
       );
     }
-    return this.buffer.splice(0, max).map((d) => this.receipt(d));
-  }
-
-  private receipt(delivery: Delivery): Receipt {
-    return new DeliveryReceipt(delivery, this.address, this.deps);
+    return this.buffer.splice(0, max).map((d) => new DeliveryReceipt(d, this.address, this.deps));
   }
 
   /**
