@@ -9,6 +9,9 @@
  * first enqueue to the last message handled. SQLite synchronous=FULL (the default). After a
  * warm-up, each result is the median of 5 rounds (for the overhead, direct and through alternate),
  * so one slow round on the 2 shared cores does not decide it either way.
+ *
+ * The overhead's latency is a separate run on both rigs: one message at a time at a fixed offered
+ * rate well below either capacity, each timed from its scheduled send to its handling in the worker.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,9 +22,10 @@ import { sqliteDistributorStore } from '../../src/sqlite/distributor-store.js';
 import { sqliteTransport } from '../../src/sqlite/index.js';
 import type { Transport } from '../../src/core/transport.js';
 import { waitFor } from '../../src/testing/wait.js';
+import { offerAtFixedRate } from '../load.js';
 import { spawnRole, started, type RoleProcess } from '../../test/distributor/fixtures/harness.js';
 import { Work } from '../../test/distributor/fixtures/messages.js';
-import { median } from '../stats.js';
+import { median, percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
 const DELAY_MS = 5;
@@ -45,16 +49,23 @@ function handledCount(workers: RoleProcess[]): number {
   return total;
 }
 
+function work(destination: string, n: number, scheduledAt?: number) {
+  const id = uuidv7();
+  const headers = { [Headers.MessageId]: id, [Headers.Intent]: 'send', [Headers.EnclosedTypes]: Work.typeName, [Headers.ReplyTo]: 'Bench.Client' };
+  return { destination, message: { id, headers, body: JSON.stringify({ n, scheduledAt }) } };
+}
+
 async function enqueue(transport: Transport, destination: string, messages: number, from: number): Promise<void> {
   for (let sent = 0; sent < messages; sent += BATCH) {
     const batch = [];
-    for (let i = sent; i < Math.min(messages, sent + BATCH); i++) {
-      const id = uuidv7();
-      const headers = { [Headers.MessageId]: id, [Headers.Intent]: 'send', [Headers.EnclosedTypes]: Work.typeName, [Headers.ReplyTo]: 'Bench.Client' };
-      batch.push({ destination, message: { id, headers, body: JSON.stringify({ n: from + i }) } });
-    }
+    for (let i = sent; i < Math.min(messages, sent + BATCH); i++) batch.push(work(destination, from + i));
     await transport.dispatch(batch);
   }
+}
+
+/** Latencies the workers reported so far (ms from scheduled send to handled). */
+function reportedLatencies(workers: RoleProcess[]): number[] {
+  return workers.flatMap((w) => w.reports.flatMap((r) => (Array.isArray(r.latencies) ? (r.latencies as number[]) : [])));
 }
 
 interface Rig {
@@ -62,6 +73,8 @@ interface Rig {
   workers: RoleProcess[];
   /** Sends `messages` to `destination` and returns messages per second until all are handled. */
   drain(destination: string, messages: number): Promise<number>;
+  /** Sends `messages` one at a time at `ratePerSec`; returns each one's latency, ascending. */
+  offer(destination: string, messages: number, ratePerSec: number): Promise<number[]>;
   close(): Promise<void>;
 }
 
@@ -103,6 +116,14 @@ async function rig(options: RigOptions): Promise<Rig> {
       base += messages;
       await waitFor(() => handledCount(workers) - before >= messages, { timeoutMs: 120_000, intervalMs: 5, what: `${messages} handled` });
       return (messages / (performance.now() - startedAt)) * 1000;
+    },
+    async offer(destination, messages, ratePerSec) {
+      const before = reportedLatencies(workers).length;
+      const sends: Promise<void>[] = [];
+      await offerAtFixedRate(messages, ratePerSec, (scheduledAt) => void sends.push(transport.dispatch([work(destination, base++, scheduledAt)])));
+      await Promise.all(sends);
+      await waitFor(() => reportedLatencies(workers).length - before >= messages, { timeoutMs: 60_000, intervalMs: 5, what: `${messages} timed messages handled` });
+      return reportedLatencies(workers).slice(before).sort((a, b) => a - b);
     },
     async close() {
       await transport.close();
@@ -163,17 +184,37 @@ const suite: BenchSuite = {
         }
         const direct = median(directRates);
         const through = median(throughRates);
+        const latencyRun = { messages: 2000, ratePerSec: 1000 };
+        const directLatency = await alone.offer('BenchNoop@w1', latencyRun.messages, latencyRun.ratePerSec);
+        const throughLatency = await behind.offer('BenchNoop', latencyRun.messages, latencyRun.ratePerSec);
+        const ms = (sorted: number[], p: number) => percentile(sorted, p)!.toFixed(2);
+        log(
+          `distributor.overhead latency at ${latencyRun.ratePerSec} msgs/s offered: through p50 ${ms(throughLatency, 0.5)} ms p99 ${ms(throughLatency, 0.99)} ms, ` +
+            `direct p50 ${ms(directLatency, 0.5)} ms p99 ${ms(directLatency, 0.99)} ms`,
+        );
         results.push({
           name: 'distributor.overhead',
           transport: 'sqlite',
           messages,
           msgsPerSec: through,
-          p50Ms: null,
-          p99Ms: null,
+          p50Ms: percentile(throughLatency, 0.5),
+          p99Ms: percentile(throughLatency, 0.99),
           baseline: 'the same worker with no distributor, fed through its own queue',
           baselineMsgsPerSec: direct,
           ratio: through / direct,
-          settings: { synchronous: 'full', handler: 'no-op', workers: 1, concurrency: 8, capacity: 8 * PREFETCH, baselinePrefetch: 8 * PREFETCH - 8, rounds: ROUNDS },
+          settings: {
+            synchronous: 'full',
+            handler: 'no-op',
+            workers: 1,
+            concurrency: 8,
+            capacity: 8 * PREFETCH,
+            baselinePrefetch: 8 * PREFETCH - 8,
+            rounds: ROUNDS,
+            latencyOfferedRatePerSec: latencyRun.ratePerSec,
+            latencyMessages: latencyRun.messages,
+            directP50Ms: percentile(directLatency, 0.5)!,
+            directP99Ms: percentile(directLatency, 0.99)!,
+          },
         });
       } finally {
         await Promise.all([behind.close(), alone.close()]);
