@@ -111,50 +111,59 @@ class HandlerScope {
 /**
  * One per handler call, so a class rather than a literal of closures. The send methods are made
  * on first use and bound, so `(message, { reply }) => reply(...)` works as with plain properties.
+ * Its state is private (#): logging or serialising a context shows what a handler sees, not the
+ * endpoint's internals.
  */
 class MessageHandlerContext implements HandlerContext {
-  private methods: Pick<HandlerContext, 'send' | 'sendLocal' | 'publish' | 'reply'> | undefined;
+  readonly #scope: HandlerScope;
+  #methods: Pick<HandlerContext, 'send' | 'sendLocal' | 'publish' | 'reply'> | undefined;
 
   constructor(
-    private readonly scope: HandlerScope,
+    scope: HandlerScope,
     readonly messageType: string,
-  ) {}
+  ) {
+    this.#scope = scope;
+  }
 
   get messageId(): string {
-    return this.scope.receipt.message.id;
+    return this.#scope.receipt.message.id;
   }
 
   get headers(): Readonly<HeaderMap> {
-    return this.scope.receipt.message.headers;
+    return this.#scope.receipt.message.headers;
   }
 
   get deliveryCount(): number {
-    return this.scope.receipt.deliveryCount;
+    return this.#scope.receipt.deliveryCount;
   }
 
   get signal(): AbortSignal {
-    return this.scope.signal;
+    return this.#scope.signal;
   }
 
   get send(): HandlerContext['send'] {
-    return this.bound().send;
+    return this.#bound().send;
   }
 
   get sendLocal(): HandlerContext['sendLocal'] {
-    return this.bound().sendLocal;
+    return this.#bound().sendLocal;
   }
 
   get publish(): HandlerContext['publish'] {
-    return this.bound().publish;
+    return this.#bound().publish;
   }
 
   get reply(): HandlerContext['reply'] {
-    return this.bound().reply;
+    return this.#bound().reply;
   }
 
-  private bound() {
-    const { scope } = this;
-    return (this.methods ??= {
+  toJSON() {
+    return { messageId: this.messageId, messageType: this.messageType, deliveryCount: this.deliveryCount, headers: this.headers };
+  }
+
+  #bound() {
+    const scope = this.#scope;
+    return (this.#methods ??= {
       send: (definition, body, options) => scope.collect(scope.sends.send(definition, body, options)),
       sendLocal: (definition, body, options) => scope.collect(scope.sends.sendLocal(definition, body, options)),
       publish: (definition, body, options) => scope.collect(scope.sends.publish(definition, body, options)),

@@ -76,7 +76,8 @@ describe('endpoint', () => {
     const client = await endpoint({
       name: 'Client',
       routes: { 'Sales.*': 'Sales' },
-      handlers: [handle(OrderAccepted, (_reply, ctx) => void seen.push({ ...ctx.headers }))],
+      // Serialised, as a log line would: a context's JSON holds what its handler sees.
+      handlers: [handle(OrderAccepted, (_reply, ctx) => void seen.push((JSON.parse(JSON.stringify(ctx)) as { headers: Record<string, string> }).headers))],
     });
     await client.send(PlaceOrder, { orderId: 'o-1', amount: 10 }, { correlationId: 'corr-1' });
     const [reply] = await waitFor(() => seen.length === 1 && seen);
