@@ -9,7 +9,8 @@ import { buildMessage, DEFAULT_LIMITS } from '../../src/core/envelope.js';
 import { Headers } from '../../src/core/headers.js';
 import { makeIdentity } from '../../src/core/identity.js';
 import type { TransportMessage } from '../../src/core/transport.js';
-import { defineCommand } from '../../src/index.js';
+import { defineCommand, ErrorCodes, isSwitchyardError } from '../../src/index.js';
+import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { ENVELOPE_CONTENT_TYPE, fromAmqp, toAmqp, WIRE_FORMATS, type WireFormat } from '../../src/rabbitmq/wire.js';
 
 const PlaceOrder = defineCommand<{ orderId: string }>('Sales.PlaceOrder');
@@ -127,5 +128,15 @@ describe('RabbitMQ wire formats', () => {
     // The broker's and amqplib's work per message grows with the header table (docs/rabbitmq.md).
     const message = built();
     expect((toAmqp(message, 'headers').options.headers!['sy1-headers'] as string).length).toBeLessThan(JSON.stringify(message.headers).length / 2);
+  });
+
+  it('refuses an unknown wire format at configuration, naming the choices', () => {
+    const create = () => rabbitmqTransport({ url: 'amqp://127.0.0.1', wireFormat: 'xml' as WireFormat });
+    expect(create).toThrow(/`wireFormat` is "xml".*'envelope'.*'headers'/s);
+    try {
+      create();
+    } catch (error) {
+      expect(isSwitchyardError(error, ErrorCodes.CONFIG)).toBe(true);
+    }
   });
 });
