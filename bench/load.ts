@@ -1,10 +1,6 @@
 /** Load shapes shared by the benchmarks. */
+import { wallNow } from '../src/core/clock.js';
 import { handle, type CommandDefinition, type Handler, type MessageSender } from '../src/index.js';
-
-/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes. */
-export function wallNow(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 /** Throughput load: `count` sends, `batch` at a time, each batch awaited (group commit gets whole batches). */
 export async function sendInBatches(count: number, batch: number, send: () => Promise<void>): Promise<void> {

@@ -4,7 +4,8 @@
  */
 import { createEndpoint, defineCommand, silentLogger } from '../src/index.js';
 import { sqliteTransport } from '../src/sqlite/index.js';
-import { offerAtFixedRate, PING_PAYLOAD, wallNow, type PingBody } from './load.js';
+import { wallNow } from '../src/core/clock.js';
+import { offerAtFixedRate, PING_PAYLOAD, type PingBody } from './load.js';
 
 const [file, count, rate] = process.argv.slice(2);
 const Ping = defineCommand<PingBody>('Bench.Ping');

@@ -30,7 +30,7 @@ import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-e
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
 import { nodeScript, type NodeScript } from '../../src/testing/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
-import { wallNow } from '../load.js';
+import { wallNow } from '../../src/core/clock.js';
 import { percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 

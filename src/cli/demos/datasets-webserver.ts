@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { openDataset } from '../../datasets/index.js';
+import { wallNow } from '../../core/clock.js';
 import { makeIdentity } from '../../core/identity.js';
 import { sqliteDatasetStore } from '../../sqlite/dataset-store.js';
 
@@ -32,7 +33,7 @@ prices.onChange((change) => {
     name,
     version: change.version,
     kind: change.kind,
-    at: performance.timeOrigin + performance.now(),
+    at: wallNow(),
     changes: change.changes.map((c) => `${c.key}=${c.deleted ? '(deleted)' : String(c.value)}`),
   });
 });

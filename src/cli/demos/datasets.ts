@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { wallNow } from '../../core/clock.js';
 import { openDataset } from '../../datasets/index.js';
 import { sqliteDatasetStore } from '../../sqlite/dataset-store.js';
 import { nodeScript } from '../../testing/node-script.js';
@@ -22,8 +23,6 @@ interface WebServer {
 
 // Compiled: datasets-webserver.js next to this file. From source (tests): the .ts file through tsx.
 const server = nodeScript('./datasets-webserver.ts', import.meta.url);
-
-const now = () => performance.timeOrigin + performance.now();
 
 function startServer(dbPath: string, name: string): Promise<WebServer> {
   const child = fork(server.script, [dbPath, name], {
@@ -80,7 +79,7 @@ export async function runDatasetsDemo(argv: string[]): Promise<void> {
     console.log(`   GET /price/sku-1 -> ${await askPrices(servers, 'sku-1')}`);
 
     console.log('\n2. Change one price; every server applies it (no queue, no cache-busting message):');
-    const t0 = now();
+    const t0 = wallNow();
     const version = await prices.set('sku-1', 12);
     for (const a of await waitApplied(servers, version)) {
       console.log(`   ${a.name} applied version ${a.version} (${a.changes.join(', ')}) after ${(a.at - t0).toFixed(1)} ms`);
@@ -93,7 +92,7 @@ export async function runDatasetsDemo(argv: string[]): Promise<void> {
     const staged = await prices.stage([{ key: 'sku-2', value: 30 }, { key: 'sku-3', value: 8 }], { timeoutMs: 3000 });
     if (!staged.accepted) throw new Error(`the demo's stage was not accepted: ${JSON.stringify(staged)}`);
     console.log(`   staged at version ${staged.stage.version}; accepted by ${staged.voters.length} replicas`);
-    const t1 = now();
+    const t1 = wallNow();
     const activated = await prices.activate(staged.stage);
     for (const a of await waitApplied(servers, activated)) {
       console.log(`   ${a.name} switched at version ${a.version} (${a.kind}: ${a.changes.join(', ')}) after ${(a.at - t1).toFixed(1)} ms`);
