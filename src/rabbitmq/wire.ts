@@ -51,7 +51,11 @@ const AS_PROPERTY = {
   [Headers.ContentType]: 'contentType',
 } as const satisfies Record<string, keyof MessageProperties>;
 type PropertyHeader = keyof typeof AS_PROPERTY;
-const PROPERTY_HEADERS = Object.keys(AS_PROPERTY) as PropertyHeader[];
+/** The headers each format carries as properties: an envelope's content type is its own, so the message's travels packed. */
+const PROPERTY_HEADERS: Record<WireFormat, readonly string[]> = {
+  headers: Object.keys(AS_PROPERTY),
+  envelope: Object.keys(AS_PROPERTY).filter((header) => header !== Headers.ContentType),
+};
 
 function copyStrings(from: Record<string, unknown>, into: Record<string, string>): void {
   for (const key of Object.keys(from)) {
@@ -93,6 +97,7 @@ export function fromAmqp(raw: ConsumeMessage | GetMessage): TransportMessage {
   copyStrings(amqpHeaders, headers);
   let body = raw.content.toString('utf8');
   const enveloped = properties.contentType === ENVELOPE_CONTENT_TYPE;
+  const format: WireFormat = enveloped ? 'envelope' : 'headers';
   let packed: Record<string, unknown> | undefined;
   if (enveloped) {
     const split = splitEnvelope(body);
@@ -102,9 +107,8 @@ export function fromAmqp(raw: ConsumeMessage | GetMessage): TransportMessage {
     packed = parsePacked(amqpHeaders[PACKED]);
   }
   if (packed) copyStrings(packed, headers);
-  for (const header of PROPERTY_HEADERS) {
-    if (enveloped && header === Headers.ContentType) continue; // the envelope's, not the message's
-    const value: unknown = properties[AS_PROPERTY[header]];
+  for (const header of PROPERTY_HEADERS[format]) {
+    const value: unknown = properties[AS_PROPERTY[header as PropertyHeader]];
     if (typeof value === 'string') headers[header] = value;
   }
   // Unreadable envelope: without a type the endpoint sends it, whole, to the error queue.
@@ -117,7 +121,7 @@ export function fromAmqp(raw: ConsumeMessage | GetMessage): TransportMessage {
 /** The AMQP form of a message: its content and publish options. */
 export function toAmqp(message: TransportMessage, format: WireFormat): { content: Buffer; options: Options.Publish } {
   const options: Options.Publish = { persistent: true, messageId: message.id };
-  const enveloped = format === 'envelope';
+  const asProperty = PROPERTY_HEADERS[format];
   let amqpHeaders: Record<string, string> | undefined;
   const packed: Record<string, string | null> = {};
   const { headers } = message;
@@ -125,12 +129,12 @@ export function toAmqp(message: TransportMessage, format: WireFormat): { content
   for (const key in headers) {
     const value = headers[key]!;
     if (SAME_AS_ID.includes(key) && value === message.id) continue;
-    if (Object.hasOwn(AS_PROPERTY, key) && !(enveloped && key === Headers.ContentType) && utf8BytesAtMost(value, SHORT_STRING_BYTES)) {
+    if (asProperty.includes(key) && utf8BytesAtMost(value, SHORT_STRING_BYTES)) {
       options[AS_PROPERTY[key as PropertyHeader]] = value;
     } else if (isBookkeeping(key)) (amqpHeaders ??= {})[key] = value;
     else packed[key] = value;
   }
-  if (enveloped) {
+  if (format === 'envelope') {
     options.contentType = ENVELOPE_CONTENT_TYPE;
     if (amqpHeaders) options.headers = amqpHeaders;
     return { content: Buffer.from(`${ENVELOPE_OPEN}${JSON.stringify(packed)}${ENVELOPE_BODY_KEY}${message.body}}`, 'utf8'), options };
