@@ -40,19 +40,19 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
   let messageType: string | undefined;
   const intent = message.headers[Headers.Intent] as Intent | undefined;
   const controlFeature = intent ? deps.controlFeatures.get(intent) : undefined;
+  const outgoing: Outgoing[] = [];
+  const scope = new HandlerScope(deps, receipt, stopSignal, outgoing);
   try {
     if (controlFeature) {
-      const outgoing = await controlFeature.handleControl!({ message, signal: AbortSignal.any([receipt.signal, stopSignal]) });
+      outgoing.push(...(await controlFeature.handleControl!({ message, signal: scope.signal })));
       release();
-      await settle(deps, receipt, [...outgoing], 'handled');
+      await settle(deps, receipt, outgoing, 'handled');
       return;
     }
     const parsed = parseMessage(message, deps.registry, deps.limits);
     messageType = parsed.definition.typeName;
     const body = await validateBody(parsed.definition, parsed.body, 'receive');
     const handlers = handlersFor(deps, parsed.types);
-    const outgoing: Outgoing[] = [];
-    const scope = new HandlerScope(deps, receipt, stopSignal, outgoing);
     for (const handler of handlers) {
       await handler.invoke(body, new MessageHandlerContext(scope, handler.definition.typeName));
     }
@@ -80,8 +80,9 @@ function handlersFor(deps: ProcessDeps, types: readonly string[]): readonly Hand
 }
 
 /**
- * What the handlers of one message share: their sends (left only when all of them succeed), the
- * outgoing builder and the abort signal, both made on first use since most handlers need neither.
+ * What the handlers of one message (or a control feature) share: their sends (left only when all
+ * of them succeed), the outgoing builder and the abort signal, both made on first use since most
+ * handlers need neither.
  */
 class HandlerScope {
   private builder: OutgoingBuilder | undefined;
