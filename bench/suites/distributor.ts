@@ -185,20 +185,17 @@ const suite: BenchSuite = {
         const direct = median(directRates);
         const through = median(throughRates);
         const latencyRun = { messages: 2000, ratePerSec: 1000 };
-        const directLatency = await alone.offer('BenchNoop@w1', latencyRun.messages, latencyRun.ratePerSec);
-        const throughLatency = await behind.offer('BenchNoop', latencyRun.messages, latencyRun.ratePerSec);
-        const ms = (sorted: number[], p: number) => percentile(sorted, p)!.toFixed(2);
-        log(
-          `distributor.overhead latency at ${latencyRun.ratePerSec} msgs/s offered: through p50 ${ms(throughLatency, 0.5)} ms p99 ${ms(throughLatency, 0.99)} ms, ` +
-            `direct p50 ${ms(directLatency, 0.5)} ms p99 ${ms(directLatency, 0.99)} ms`,
-        );
+        const percentiles = (sorted: number[]) => ({ p50Ms: percentile(sorted, 0.5)!, p99Ms: percentile(sorted, 0.99)! });
+        const directLatency = percentiles(await alone.offer('BenchNoop@w1', latencyRun.messages, latencyRun.ratePerSec));
+        const throughLatency = percentiles(await behind.offer('BenchNoop', latencyRun.messages, latencyRun.ratePerSec));
+        const shown = ({ p50Ms, p99Ms }: typeof directLatency) => `p50 ${p50Ms.toFixed(2)} ms p99 ${p99Ms.toFixed(2)} ms`;
+        log(`distributor.overhead latency at ${latencyRun.ratePerSec} msgs/s offered: through ${shown(throughLatency)}, direct ${shown(directLatency)}`);
         results.push({
           name: 'distributor.overhead',
           transport: 'sqlite',
           messages,
           msgsPerSec: through,
-          p50Ms: percentile(throughLatency, 0.5),
-          p99Ms: percentile(throughLatency, 0.99),
+          ...throughLatency,
           baseline: 'the same worker with no distributor, fed through its own queue',
           baselineMsgsPerSec: direct,
           ratio: through / direct,
@@ -212,8 +209,8 @@ const suite: BenchSuite = {
             rounds: ROUNDS,
             latencyOfferedRatePerSec: latencyRun.ratePerSec,
             latencyMessages: latencyRun.messages,
-            directP50Ms: percentile(directLatency, 0.5)!,
-            directP99Ms: percentile(directLatency, 0.99)!,
+            directP50Ms: directLatency.p50Ms,
+            directP99Ms: directLatency.p99Ms,
           },
         });
       } finally {
