@@ -4,33 +4,27 @@
  * slow worker gets fewer); a worker that withdraws has its queued messages handed back through
  * the RabbitMQ admin (moveAll) and handled by the other.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, handle, silentLogger, type Endpoint } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { startDistributor, type DistributorHandle } from '../../src/scaleout/distributor.js';
 import { memoryDistributorStore } from '../../src/scaleout/distributor-store.js';
 import { distributorWorker } from '../../src/scaleout/worker.js';
 import { waitFor } from '../../src/testing/wait.js';
-import { deleteTopology, rabbit, uniquePrefix } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerShared } from './fixtures/broker-lock.js';
+import { deleteTopology, describeOnBroker, rabbit, uniquePrefix } from './fixtures/broker.js';
 
-const suite = rabbit.skipReason ? describe.skip : describe;
-
-suite(`distributor on RabbitMQ${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
+describeOnBroker('distributor on RabbitMQ', () => {
   const prefix = uniquePrefix('dist');
   const sales = `${prefix}Sales`;
   const Work = defineCommand<{ n: number }>(`${prefix.replaceAll('-', '_')}Sales.Work`);
   const transport = () => rabbitmqTransport({ url: rabbit.url, logger: silentLogger });
   const queues = new Set<string>();
   const stops: Array<() => Promise<void>> = [];
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS); // restart.test.ts stops the broker
   afterEach(async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
   });
   afterAll(async () => {
     await deleteTopology({ queues: [...queues, sales, `${sales}.distributor`] });
-    release();
   });
 
   async function distributor(): Promise<DistributorHandle> {

@@ -3,23 +3,17 @@
  * a polymorphic subscription, and a consumer killed mid-handler. (The broker restart is in
  * restart.test.ts: it needs the broker to itself.)
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, silentLogger } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { waitFor } from '../../src/testing/wait.js';
-import { rabbit } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerShared } from './fixtures/broker-lock.js';
+import { describeOnBroker, rabbit } from './fixtures/broker.js';
 import { handledBy, roleRun, type Report } from './fixtures/processes.js';
 
-const suite = rabbit.skipReason ? describe.skip : describe;
-
-suite(`RabbitMQ with real processes${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
+describeOnBroker('RabbitMQ with real processes', () => {
   const run = roleRun(rabbit.url);
   const { start } = run;
   const names = () => run.names();
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS);
-  afterAll(() => release());
   afterEach(() => run.cleanup());
 
   it('delivers each event once per logical subscriber, with subscribers and publishers scaled out, and a parent subscription gets child events once', async () => {

@@ -4,26 +4,20 @@
  * manual retry from it with `switchyard errors` (the CLI process, on RabbitMQ).
  */
 import amqp from 'amqplib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, handle, silentLogger } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { ENVELOPE_CONTENT_TYPE } from '../../src/rabbitmq/wire.js';
 import { failedMessages } from '../../src/recoverability/failed-messages.js';
 import { waitFor } from '../../src/testing/wait.js';
-import { deleteTopology, rabbit, uniquePrefix } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerShared } from './fixtures/broker-lock.js';
+import { deleteTopology, describeOnBroker, rabbit, uniquePrefix } from './fixtures/broker.js';
 import { runCli } from '../recoverability/fixtures/bus.js';
 
-const suite = rabbit.skipReason ? describe.skip : describe;
-
-suite(`RabbitMQ recoverability${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
+describeOnBroker('RabbitMQ recoverability', () => {
   const prefix = uniquePrefix('recov');
   const [workerName, errorQueue, inboxName] = [`${prefix}Worker`, `${prefix}error`, `${prefix}Inbox`];
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS); // restart.test.ts stops the broker
   afterAll(async () => {
     await deleteTopology({ queues: [workerName, errorQueue, inboxName] });
-    release();
   });
 
   it('retries immediately, then after a delay, then moves to the error queue; a manual retry from there is handled', async () => {

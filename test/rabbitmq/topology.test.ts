@@ -8,17 +8,15 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import amqp from 'amqplib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { ErrorCodes, isSwitchyardError, silentLogger } from '../../src/index.js';
 import { uuidv7 } from '../../src/core/ids.js';
 import type { Transport, TransportMessage } from '../../src/core/transport.js';
 import { rabbitmqTopology, rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { waitFor } from '../../src/testing/wait.js';
-import { deleteTopology, rabbit, uniquePrefix } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerShared } from './fixtures/broker-lock.js';
+import { deleteTopology, describeOnBroker, rabbit, uniquePrefix } from './fixtures/broker.js';
 
 const run = promisify(execFile);
-const suite = rabbit.skipReason ? describe.skip : describe;
 const signal = new AbortController().signal;
 
 function message(n: number): TransportMessage {
@@ -38,7 +36,7 @@ async function receiveAll(t: Transport, queue: string, count: number, timeoutMs 
   return got;
 }
 
-suite(`RabbitMQ topology and refusals${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
+describeOnBroker('RabbitMQ topology and refusals', () => {
   const prefix = uniquePrefix('topo');
   const queues = new Set<string>();
   const q = (name: string) => (queues.add(`${prefix}${name}`), `${prefix}${name}`);
@@ -49,12 +47,9 @@ suite(`RabbitMQ topology and refusals${rabbit.skipReason ? ` (skipped: ${rabbit.
     await t.open();
     return t;
   };
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerShared()), BROKER_LOCK_WAIT_MS); // restart.test.ts stops the broker
   afterAll(async () => {
     await Promise.all(transports.map((t) => t.close()));
     await deleteTopology({ queues });
-    release();
   });
 
   it('refuses to declare an existing classic queue as quorum, saying how to resolve it', async () => {
