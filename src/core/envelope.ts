@@ -1,7 +1,7 @@
 /**
  * Turning bodies into transport messages and back. Everything read here came off the wire and
  * is untrusted: sizes are checked before parsing, type names only select registered
- * definitions, and prototype-poisoning keys are dropped.
+ * definitions, and a body that could poison prototypes is refused, never altered.
  */
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
@@ -22,10 +22,30 @@ export interface MessageLimits {
 
 export const DEFAULT_LIMITS: MessageLimits = { maxBodyBytes: 1024 * 1024, maxHeaders: 64, maxHeaderBytes: 16 * 1024 };
 
-const POISON_KEYS = /"(__proto__|constructor|prototype)"\s*:/;
+/**
+ * Could the text hold a `__proto__` key or a `constructor` key (also when spelt with \u escapes)?
+ * Only then is the slower reviver needed; most bodies skip it.
+ */
+const MAYBE_POISONED = /__proto__|constructor|\\u/;
 
-function dropPoisonKeys(key: string, value: unknown): unknown {
-  return key === '__proto__' || key === 'constructor' || key === 'prototype' ? undefined : value;
+/**
+ * JSON.parse makes `__proto__` an own property (no pollution yet), but code that later merges the
+ * body into another object would set that object's prototype; `constructor.prototype` reaches
+ * Object.prototype the same way. Such bodies are refused as a whole (like secure-json-parse's
+ * default): users' keys are never dropped or changed, and nothing is polluted.
+ */
+function refusePoisonKeys(this: unknown, key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new PoisonedBody('__proto__');
+  if (key === 'constructor' && typeof value === 'object' && value !== null && Object.hasOwn(value, 'prototype')) {
+    throw new PoisonedBody('constructor.prototype');
+  }
+  return value;
+}
+
+class PoisonedBody extends Error {
+  constructor(readonly key: string) {
+    super(`The body has a ${key} key, which could poison object prototypes.`);
+  }
 }
 
 /**
@@ -66,8 +86,13 @@ export function checkHeaders(headers: HeaderMap, limits: MessageLimits): void {
 
 export function parseBody(body: string): unknown {
   try {
-    return POISON_KEYS.test(body) ? JSON.parse(body, dropPoisonKeys) : JSON.parse(body);
+    return MAYBE_POISONED.test(body) ? JSON.parse(body, refusePoisonKeys) : JSON.parse(body);
   } catch (cause) {
+    if (cause instanceof PoisonedBody) {
+      throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `${cause.message} It is refused, not handled.`, {
+        fix: 'Rename the key in the sender (no message needs a __proto__ key or constructor.prototype); a message that has one is likely an attack.',
+      });
+    }
     throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `The body is not valid JSON: ${(cause as Error).message}.`, {
       fix: 'Send bodies as UTF-8 JSON (Switchyard senders always do); find the sender from the originating-endpoint header.',
       cause,

@@ -230,18 +230,21 @@ describe('endpoint', () => {
     expect(handled.filter((id) => id.startsWith('Sales@x'))).toHaveLength(3);
   });
 
-  it('drops prototype-poisoning keys from incoming bodies', async () => {
+  it('keeps constructor and prototype keys of bodies, and refuses a body that could poison prototypes to the error queue', async () => {
     const bodies: unknown[] = [];
     const Anything = defineCommand<Record<string, unknown>>('Sales.Anything');
     await endpoint({ name: 'Sales', handlers: [handle(Anything, (m) => void bodies.push(m))] });
+    const types = { [Headers.EnclosedTypes]: 'Sales.Anything' };
+    const poisoned = ['{"a":1,"__proto__":{"polluted":true}}', '{"nested":{"constructor":{"prototype":{"polluted":true}}}}', '{"x":{"__proto\\u005f_":{"polluted":true}}}'];
     broker.enqueue([
-      {
-        destination: 'Sales',
-        message: rawMessage({ [Headers.EnclosedTypes]: 'Sales.Anything' }, '{"a":1,"__proto__":{"polluted":true},"nested":{"constructor":{"prototype":{"x":1}}}}'),
-      },
+      ...poisoned.map((body) => ({ destination: 'Sales', message: rawMessage(types, body) })),
+      { destination: 'Sales', message: rawMessage(types, '{"product":{"constructor":{"name":"Acme"}},"prototype":"kept"}') },
     ]);
-    const [body] = await waitFor(() => bodies.length === 1 && bodies);
-    expect(body).toEqual({ a: 1, nested: {} });
+    await waitFor(async () => bodies.length === 1 && (await errorQueue()).length === 3, { what: 'one body handled, three refused' });
+    expect(bodies).toEqual([{ product: { constructor: { name: 'Acme' } }, prototype: 'kept' }]);
+    const refused = await errorQueue();
+    expect(refused.map((m) => m.body).sort()).toEqual([...poisoned].sort());
+    for (const m of refused) expect(m.headers['sy1-failure-exception-code']).toBe('SY_ERR_MALFORMED_MESSAGE');
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
