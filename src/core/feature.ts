@@ -32,7 +32,8 @@ export interface FeatureHost {
   dispatch(batch: readonly Outgoing[]): Promise<void>;
 }
 
-export type SettleOutcome = 'handled' | 'error' | 'delayed-retry';
+/** How an incoming message was settled; `immediate-retry` is a re-send to the same queue (see `exactDeliveryCount`). */
+export type SettleOutcome = 'handled' | 'error' | 'delayed-retry' | 'immediate-retry';
 
 export interface ControlContext {
   readonly message: TransportMessage;

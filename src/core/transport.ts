@@ -48,6 +48,13 @@ export interface TransportCapabilities {
   readonly atomicSendWithReceive: boolean;
   /** Several consumers may receive from one queue, each message going to one of them. */
   readonly competingConsumers: boolean;
+  /**
+   * `Receipt.deliveryCount` counts every delivery of a message, abandons and lease expiries
+   * included. Where false (a RabbitMQ classic queue only says "redelivered"), the core counts
+   * immediate retries itself: it re-sends the message with the attempt count in a header instead
+   * of abandoning it, so retries end whatever the transport counts.
+   */
+  readonly exactDeliveryCount: boolean;
 }
 
 export interface ReceiveOptions {
@@ -62,7 +69,7 @@ export interface Receipt {
   readonly message: TransportMessage;
   /** The queue the message was received from. */
   readonly address: Address;
-  /** 1 on first delivery; counts redeliveries of this transport message (abandon, lease expiry). */
+  /** 1 on first delivery; counts redeliveries of this transport message (abandon, lease expiry); see `exactDeliveryCount`. */
   readonly deliveryCount: number;
   /** Aborts when the lease is lost or the transport closes: the handler should give up. */
   readonly signal: AbortSignal;

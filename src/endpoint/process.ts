@@ -21,7 +21,7 @@ import type { MessageRegistry } from '../core/messages.js';
 import type { Outgoing, Receipt } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
 import { decide, type RecoverabilityConfig } from '../recoverability/policy.js';
-import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders } from '../recoverability/failure-headers.js';
+import { attemptsOf, delayedRetryHeaders, delayedRoundOf, errorQueueHeaders, immediateRetryHeaders } from '../recoverability/failure-headers.js';
 import { OutgoingBuilder, type OutgoingDeps } from './outgoing.js';
 
 export interface ProcessDeps extends OutgoingDeps {
@@ -135,7 +135,8 @@ class MessageHandlerContext implements HandlerContext {
   }
 
   get deliveryCount(): number {
-    return this.#scope.receipt.deliveryCount;
+    const { receipt } = this.#scope;
+    return attemptsOf(receipt.message.headers, receipt.deliveryCount);
   }
 
   get signal(): AbortSignal {
@@ -183,13 +184,14 @@ async function settle(deps: ProcessDeps, receipt: Receipt, outgoing: Outgoing[],
 
 async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messageType: string | undefined, isControl: boolean): Promise<void> {
   const { message } = receipt;
+  const attempts = attemptsOf(message.headers, receipt.deliveryCount);
   const action = isControl
     ? { kind: 'error' as const, reason: 'control message could not be processed' }
     : decide(deps.recoverability, {
         error,
         messageType,
         headers: message.headers,
-        deliveryCount: receipt.deliveryCount,
+        deliveryCount: attempts,
         delayedRound: delayedRoundOf(message.headers),
       });
   const where = `message ${message.id} (${messageType ?? message.headers[Headers.EnclosedTypes] ?? 'unknown type'}) in ${receipt.address}`;
@@ -200,7 +202,13 @@ async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messag
   try {
     switch (action.kind) {
       case 'immediate':
-        await receipt.abandon();
+        if (deps.transport.capabilities.exactDeliveryCount) {
+          await receipt.abandon();
+          return;
+        }
+        // The transport cannot count redeliveries: send the next attempt as a copy that carries
+        // the count, to the back of the same queue, instead of returning this one uncounted.
+        await settle(deps, receipt, [{ destination: receipt.address, message: { id: message.id, headers: immediateRetryHeaders(message.headers, attempts), body: message.body } }], 'immediate-retry');
         return;
       case 'delayed': {
         const round = delayedRoundOf(message.headers) + 1;
@@ -222,7 +230,7 @@ async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messag
             reason: action.reason,
             failedQueue: returnAddress,
             identity: deps.identity,
-            deliveryCount: receipt.deliveryCount,
+            attempts,
             now: new Date(),
           }),
           body: message.body,

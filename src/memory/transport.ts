@@ -174,7 +174,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
 
   return {
     name: 'memory',
-    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
+    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
     admin,
     async open() {},
     async createQueue(address) {

@@ -84,7 +84,8 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
 
   return {
     name: 'rabbitmq',
-    capabilities: { delayedDelivery: true, nativePubSub: true, atomicSendWithReceive: false, competingConsumers: true },
+    // Quorum queues count returns (x-delivery-count); classic queues only flag a redelivery.
+    capabilities: { delayedDelivery: true, nativePubSub: true, atomicSendWithReceive: false, competingConsumers: true, exactDeliveryCount: settings.queueType === 'quorum' },
     admin,
     get state() {
       return connection.state;

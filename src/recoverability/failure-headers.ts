@@ -69,12 +69,29 @@ export function manualRetryHeaders(headers: Readonly<HeaderMap>, now: Date): Hea
   return out;
 }
 
+/**
+ * Attempts of a message in its current round of immediate retries, this delivery included: the
+ * transport's delivery count of this copy plus the failed attempts of earlier copies, which an
+ * immediate retry by re-send (transports without an exact delivery count) carries in a header.
+ */
+export function attemptsOf(headers: Readonly<HeaderMap>, deliveryCount: number): number {
+  return countOf(headers[FailureHeaders.ImmediateAttempts]) + deliveryCount;
+}
+
+/** The copy an immediate retry re-sends where the transport cannot count deliveries exactly. */
+export function immediateRetryHeaders(headers: Readonly<HeaderMap>, attempts: number): HeaderMap {
+  return { ...headers, [FailureHeaders.ImmediateAttempts]: String(attempts) };
+}
+
+/** A delayed retry starts a new round of immediate retries. */
 export function delayedRetryHeaders(headers: Readonly<HeaderMap>, round: number, now: Date): HeaderMap {
-  return {
+  const out: HeaderMap = {
     ...headers,
     [FailureHeaders.DelayedRound]: String(round),
     [FailureHeaders.FirstFailureAt]: headers[FailureHeaders.FirstFailureAt] ?? now.toISOString(),
   };
+  delete out[FailureHeaders.ImmediateAttempts];
+  return out;
 }
 
 export interface FailureRecord {
@@ -82,7 +99,8 @@ export interface FailureRecord {
   reason: string;
   failedQueue: string;
   identity: InstanceIdentity;
-  deliveryCount: number;
+  /** Attempts in the last round (see attemptsOf). */
+  attempts: number;
   now: Date;
 }
 
@@ -99,7 +117,7 @@ export function errorQueueHeaders(headers: Readonly<HeaderMap>, record: FailureR
     [FailureHeaders.TimeOfFailure]: record.now.toISOString(),
     [FailureHeaders.ProcessingEndpoint]: record.identity.endpoint,
     [FailureHeaders.ProcessingInstance]: record.identity.id,
-    [FailureHeaders.ImmediateAttempts]: String(record.deliveryCount),
+    [FailureHeaders.ImmediateAttempts]: String(record.attempts),
     [FailureHeaders.DelayedRound]: String(delayedRoundOf(headers)),
   };
   if (typeof code === 'string') out[FailureHeaders.ExceptionCode] = code;

@@ -4,7 +4,8 @@
  *
  * Defaults follow NServiceBus: 5 immediate retries, then 3 delayed retries at 10 s, 20 s, 30 s,
  * then the error queue. Immediate attempts are the transport's delivery count of this copy (so
- * they survive a crash and continue on another instance); the delayed round rides in a header.
+ * they survive a crash and continue on another instance), plus the attempts a header carries
+ * where the transport's count is inexact (see `attemptsOf`); the delayed round rides in a header.
  */
 import { ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
 import type { HeaderMap } from '../core/headers.js';
@@ -19,7 +20,7 @@ export interface FailureInfo {
   readonly error: Error;
   readonly messageType: string | undefined;
   readonly headers: Readonly<HeaderMap>;
-  /** Deliveries of this copy so far, this one included (1 = first attempt). */
+  /** Attempts in this round of immediate retries, this one included (1 = first attempt). */
   readonly deliveryCount: number;
   /** Delayed retries already done (0 before the first). */
   readonly delayedRound: number;

@@ -131,7 +131,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       reason: 'invalid distributor control message',
       failedQueue: receipt.address,
       identity,
-      deliveryCount: receipt.deliveryCount,
+      attempts: receipt.deliveryCount,
       now: new Date(),
     });
     return receipt.complete([{ destination: errorQueue, message: { id: receipt.message.id, headers, body: receipt.message.body } }]);

@@ -16,7 +16,7 @@
  * - stopping: withdraw (free slots dropped; queued messages handed back where the transport can).
  */
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
-import type { EndpointFeature, FeatureHost } from '../core/feature.js';
+import type { EndpointFeature, FeatureHost, SettleOutcome } from '../core/feature.js';
 import { randomId } from '../core/ids.js';
 import { checkName, sharedAddress, type Address, type EndpointName } from '../core/identity.js';
 import type { Outgoing, TransportMessage } from '../core/transport.js';
@@ -91,7 +91,10 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
     async stop() {
       stopHeartbeat();
     },
-    onSettled(message: TransportMessage): readonly Outgoing[] {
+    onSettled(message: TransportMessage, outcome: SettleOutcome): readonly Outgoing[] {
+      // An immediate retry keeps the message in this worker (a re-sent copy to its own queue
+      // carries the same slot): its capacity comes back when that copy is settled, once.
+      if (outcome === 'immediate-retry') return [];
       const slot = message.headers[DistributorHeaders.Slot];
       if (!host || session === '' || slot === undefined || message.headers[DistributorHeaders.Session] !== session) return [];
       return [ready('ready', { capacity: 1, slot })];

@@ -251,7 +251,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
 
   return {
     name: 'sqlite',
-    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
+    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
     admin,
     async open() {
       if (db) return;

@@ -33,7 +33,7 @@ function fakeTransport(
   });
   const transport = {
     name: 'fake',
-    capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true },
+    capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
     admin: undefined,
     async receive(_address: string, { max, signal }: { max: number; signal: AbortSignal }) {
       asks.push(max);

@@ -99,7 +99,7 @@ describe('switchyard errors (CLI process)', () => {
       id: 'orphan-1',
       headers: errorQueueHeaders(
         { 'sy1-message-id': 'orphan-1', 'sy1-enclosed-types': 'Sales.PlaceOrder' },
-        { error: new Error('boom'), reason: 'test', failedQueue: 'Retired.Queue', identity: makeIdentity('Retired', 'h', 1, 'x'), deliveryCount: 1, now: new Date() },
+        { error: new Error('boom'), reason: 'test', failedQueue: 'Retired.Queue', identity: makeIdentity('Retired', 'h', 1, 'x'), attempts: 1, now: new Date() },
       ),
       body: '{"orderId":3}',
     };

@@ -18,7 +18,7 @@ interface Failure {
 function failed(f: Failure): TransportMessage {
   const headers = errorQueueHeaders(
     { 'sy1-message-id': f.id, 'sy1-enclosed-types': f.type, [FailureHeaders.DelayedRound]: '3' },
-    { error: f.error, reason: 'failed 6 times in each of 4 rounds', failedQueue: f.queue, identity: makeIdentity(f.endpoint, 'host', 1, 'a1'), deliveryCount: 6, now: new Date(f.at) },
+    { error: f.error, reason: 'failed 6 times in each of 4 rounds', failedQueue: f.queue, identity: makeIdentity(f.endpoint, 'host', 1, 'a1'), attempts: 6, now: new Date(f.at) },
   );
   return { id: f.id, headers, body: JSON.stringify({ id: f.id }) };
 }

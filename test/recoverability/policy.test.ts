@@ -60,7 +60,7 @@ describe('recoverability policy', () => {
   });
 
   it('refuses delayed retries on a transport without delayed delivery, naming the setting', () => {
-    const transport = { ...memoryTransport(), name: 'fifo', capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true } };
+    const transport = { ...memoryTransport(), name: 'fifo', capabilities: { delayedDelivery: false, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true } };
     expect(() => createEndpoint({ name: 'Sales', transport })).toThrow(/recoverability\.delayedRetries.*fifo transport cannot deliver messages later/);
     expect(() => createEndpoint({ name: 'Sales', transport, recoverability: { delayedRetries: { count: 0 } } })).not.toThrow();
     expect(() => checkRecoverability(recoverabilityConfig({ immediateRetries: -1 }), transport)).toThrow(/immediateRetries/);

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { sqliteTransport } from '../../src/sqlite/index.js';
-import { transportConformance } from '../../src/testing/conformance.js';
+import { recoverabilityConformance, transportConformance, type TransportFixture } from '../../src/testing/conformance.js';
 
-transportConformance('sqlite', async () => {
+const fixture = async (): Promise<TransportFixture> => {
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-sqlite-'));
   const file = path.join(dir, 'bus.db');
   return {
@@ -18,4 +18,7 @@ transportConformance('sqlite', async () => {
     queue: (name) => name,
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   };
-});
+};
+
+transportConformance('sqlite', fixture);
+recoverabilityConformance('sqlite', fixture);
