@@ -4,7 +4,7 @@
  * Modes: IDLE (created) -> RUNNING (a loop per queue: wait for a free slot, ask the transport
  * for up to that many receipts, start each one without awaiting it) -> DRAINING (stop asked:
  * no new receives; in-flight handlers finish, or get their signal aborted when the stop is
- * forced) -> STOPPED. Transport errors back off exponentially (50 ms to 5 s) and are logged
+ * forced and are abandoned when they still run `graceMs` after that) -> STOPPED. Transport errors back off exponentially (50 ms to 5 s) and are logged
  * once per streak, so a database or broker outage never kills the loop.
  *
  * A slot is taken by a message from its receive until its handlers are done (`release`), not
@@ -36,13 +36,15 @@ export interface PumpOptions {
   receiveWaitMs?: number;
   /** Messages received ahead of free slots and held here (default 0; see the file header). */
   prefetch?: number;
+  /** After a forced stop, how long handlers that ignore their signal may still run (default 10 s). */
+  graceMs?: number;
 }
 
 export class Pump {
   private readonly receiving = new AbortController();
   private readonly forced = new AbortController();
-  /** Every message received and not yet settled. */
-  private readonly inFlight = new Set<Promise<void>>();
+  /** Every message received and not yet settled, with its receipt (to name what a forced stop abandons). */
+  private readonly inFlight = new Map<Promise<void>, Receipt>();
   /** Of those, the ones whose handlers still run (not released). */
   private running = 0;
   /** Received ahead of free slots (prefetch), oldest first. */
@@ -132,7 +134,7 @@ export class Pump {
       this.startHeld();
       this.wakeSlotWaiters();
     });
-    this.inFlight.add(tracked);
+    this.inFlight.set(tracked, receipt);
   }
 
   private wakeSlotWaiters(): void {
@@ -159,13 +161,33 @@ export class Pump {
     return this.stoppedReceiving;
   }
 
-  /** Stops receiving and waits for in-flight work; `signal` aborting forces handlers to give up. */
+  /**
+   * Stops receiving and waits for in-flight work. `signal` aborting forces handlers to give up
+   * (their context signal aborts); those still running `graceMs` later are abandoned: stop
+   * returns, names them in the log, and their messages come back when their lease runs out.
+   */
   async stop(signal?: AbortSignal): Promise<void> {
-    const force = () => this.forced.abort(new Error('The endpoint is stopping forcefully.'));
+    const graceMs = this.options.graceMs ?? 10_000;
+    let endGrace = () => {};
+    const graceOver = new Promise<void>((resolve) => (endGrace = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const force = () => {
+      this.forced.abort(new Error('The endpoint is stopping forcefully.'));
+      timer = setTimeout(endGrace, graceMs);
+    };
     if (signal?.aborted) force();
     else signal?.addEventListener('abort', force, { once: true });
     await this.stopReceiving();
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    let graceEnded = false;
+    void graceOver.then(() => (graceEnded = true));
+    while (this.inFlight.size > 0 && !graceEnded) await Promise.race([Promise.allSettled([...this.inFlight.keys()]), graceOver]);
+    clearTimeout(timer);
     signal?.removeEventListener('abort', force);
+    if (this.inFlight.size === 0) return;
+    const abandoned = [...this.inFlight.values()].map((r) => `${r.message.id} in ${r.address}`);
+    this.options.logger.error(
+      `stopped with ${abandoned.length} handler(s) still running ${graceMs} ms after the forced stop; ` +
+        `their messages come back after their lease: ${abandoned.join(', ')}`,
+    );
   }
 }

@@ -2,16 +2,23 @@
  * The composition root: `createEndpoint(options)` validates options, wires the transport, the
  * handlers, recoverability and features, and owns the lifecycle.
  *
- * start(), in order: validate options -> open the transport -> create the endpoint's queues
- * (shared, instance, error) -> features' setup -> bind handled events (native pub/sub
- * transports) -> start receiving -> features' start ->
- * log "started". A failure stops start-up with a coded error naming the setting.
- *
- * stop({ signal }), in order: stop receiving (held messages go back) -> features' stopping ->
- * drain in-flight handlers (an aborted `signal` aborts their context signal) -> features' stop ->
- * close the transport.
- * Every step runs even when an earlier one failed; errors are gathered in an AggregateError.
- * start and stop are idempotent: a second call returns the first call's promise.
+ * The lifecycle is one list of steps, each with its undo (src/core/lifecycle.ts), in `lifecycle`:
+ *   step                     start                                  undo (stop, in reverse)
+ *   configuration            check handlers against routes          -
+ *   transport                open                                   close
+ *   queues                   create shared, instance, error queues  -
+ *   feature <name> setup     feature.setup                          feature.stop
+ *   bindings                 bind handled events (native pub/sub)   -
+ *   handlers                 create the pump                        drain in-flight handlers
+ *   feature <name> start     feature.start                          feature.stopping
+ *   receiving                start the receive loops                stop receiving (held go back)
+ * So stop runs: stop receiving -> features' stopping (a worker's withdraw then includes the
+ * prefetched messages just returned) -> drain (an aborted `signal` aborts the handlers' signal;
+ * after `stopGraceMs` more, the ones still running are abandoned) -> features' stop -> close.
+ * A start that fails undoes what it started, in reverse, and leaves nothing running. Every undo
+ * runs even when an earlier one failed; stop gathers their errors in an AggregateError.
+ * start and stop are idempotent (a second call returns the first call's promise); an endpoint
+ * starts once: start() after stop() fails with SY_ERR_NOT_RUNNING.
  */
 import { hostname } from 'node:os';
 import type { Handler, MessageSender, PublishOptions, SendOptions } from '../core/context.js';
@@ -24,6 +31,7 @@ import { randomId } from '../core/ids.js';
 import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, type InstanceIdentity } from '../core/identity.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
 import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
+import { Lifecycle } from '../core/lifecycle.js';
 import { Pump } from '../core/pump.js';
 import { Router, type Routes } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
@@ -61,6 +69,11 @@ export interface EndpointOptions {
   limits?: Partial<MessageLimits>;
   features?: readonly EndpointFeature[];
   logger?: Logger;
+  /**
+   * How long `stop({ signal })` waits, after the signal aborts, for handlers that ignore their
+   * own abort signal (default 10 000 ms); then it returns and their messages come back by lease.
+   */
+  stopGraceMs?: number;
 }
 
 export type EndpointStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -89,6 +102,10 @@ function validate(options: EndpointOptions): void {
   const c = options.concurrency;
   if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
     throw configError('concurrency', `is ${String(c)}`, 'Use a whole number from 1 to 10000 (default 8).');
+  }
+  const g = options.stopGraceMs;
+  if (g !== undefined && (!Number.isInteger(g) || g < 0)) {
+    throw configError('stopGraceMs', `is ${String(g)}`, 'Use a whole number of milliseconds, 0 or more (default 10000).');
   }
   const p = options.prefetch;
   if (p !== undefined && (!Number.isInteger(p) || p < 0 || p > 10_000)) {
@@ -198,31 +215,60 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     }
   };
 
+  const addresses: Address[] = [];
+  if (receiveShared) addresses.push(sharedAddress(identity.endpoint));
+  if (receiveInstance) addresses.push(identity.address);
+
+  const lifecycle = new Lifecycle(
+    [
+      { name: 'configuration', start: checkConfiguration },
+      { name: 'transport', start: () => transport.open(), undo: () => transport.close() },
+      {
+        name: 'queues',
+        start: async () => {
+          for (const address of [...addresses, recoverability.errorQueue]) await transport.createQueue(address);
+        },
+      },
+      ...features.map((feature) => ({ name: `feature ${feature.name} setup`, start: () => feature.setup?.(host), undo: () => feature.stop?.() })),
+      {
+        name: 'bindings',
+        start: async () => {
+          // Native pub/sub: the broker routes events, so bind the public address to each handled event (idempotent).
+          if (!transport.capabilities.nativePubSub || !transport.subscribe || addresses.length === 0) return;
+          for (const event of host.handledEvents) await transport.subscribe(publicAddress, event.typeName);
+        },
+      },
+      {
+        name: 'handlers',
+        start: () => {
+          if (addresses.length === 0) return;
+          pump = new Pump({
+            transport,
+            addresses,
+            concurrency,
+            prefetch,
+            graceMs: options.stopGraceMs,
+            logger,
+            process: (receipt, stopSignal, release) => processReceipt(deps, receipt, stopSignal, release),
+          });
+        },
+        undo: (signal) => pump?.stop(signal),
+      },
+      ...features.map((feature) => ({ name: `feature ${feature.name} start`, start: () => feature.start?.(host), undo: () => feature.stopping?.(host) })),
+      { name: 'receiving', start: () => pump?.start(), undo: () => pump?.stopReceiving() },
+    ],
+    logger,
+  );
+
   const start = async () => {
     status = 'starting';
-    checkConfiguration();
-    await transport.open();
-    const addresses: Address[] = [];
-    if (receiveShared) addresses.push(sharedAddress(identity.endpoint));
-    if (receiveInstance) addresses.push(identity.address);
-    for (const address of [...addresses, recoverability.errorQueue]) await transport.createQueue(address);
-    for (const feature of features) await feature.setup?.(host);
-    if (transport.capabilities.nativePubSub && transport.subscribe && addresses.length > 0) {
-      // Native pub/sub: the broker routes events, so bind the public address to each handled event (idempotent).
-      for (const event of host.handledEvents) await transport.subscribe(publicAddress, event.typeName);
+    try {
+      await lifecycle.start();
+    } catch (error) {
+      status = 'stopped';
+      logger.error(`failed to start: ${asError(error).message}`);
+      throw error;
     }
-    if (addresses.length > 0) {
-      pump = new Pump({
-        transport,
-        addresses,
-        concurrency,
-        prefetch,
-        logger,
-        process: (receipt, stopSignal, release) => processReceipt(deps, receipt, stopSignal, release),
-      });
-      pump.start();
-    }
-    for (const feature of features) await feature.start?.(host);
     status = 'running';
     logger.info(
       `started instance ${identity.id} on ${transport.name}` +
@@ -233,21 +279,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   const stop = async (signal?: AbortSignal) => {
     await starting?.catch(() => undefined);
     status = 'stopping';
-    const errors: Error[] = [];
-    const step = async (fn: () => Promise<void> | undefined) => {
-      try {
-        await fn();
-      } catch (error) {
-        errors.push(asError(error));
-      }
-    };
-    // Receiving stops first, so what a feature's stopping hands back (a worker's withdraw) includes
-    // the prefetched messages just returned to the queue.
-    await step(() => pump?.stopReceiving());
-    for (const feature of [...features].reverse()) await step(() => feature.stopping?.(host));
-    await step(() => pump?.stop(signal));
-    for (const feature of [...features].reverse()) await step(() => feature.stop?.());
-    await step(() => transport.close());
+    const errors = await lifecycle.stop(signal);
     status = 'stopped';
     logger.info(`stopped instance ${identity.id}${errors.length ? ` with ${errors.length} error(s)` : ''}`);
     if (errors.length > 0) throw new AggregateError(errors, `Endpoint ${identity.endpoint} stopped with errors: ${errors.map((e) => e.message).join('; ')}`);
@@ -272,12 +304,14 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
       return publicAddress;
     },
     start() {
-      starting ??= start().catch(async (error) => {
-        status = 'stopped';
-        await transport.close().catch(() => undefined);
-        logger.error(`failed to start: ${asError(error).message}`);
-        throw error;
-      });
+      if (stopping) {
+        return Promise.reject(
+          new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${identity.endpoint} is ${status}; an endpoint starts once.`, {
+            fix: 'Create a new endpoint with createEndpoint(...) to start again: stop() closed its transport.',
+          }),
+        );
+      }
+      starting ??= start();
       return starting;
     },
     stop(stopOptions = {}) {
