@@ -5,7 +5,7 @@
  */
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
-import { uuidv7, newTraceParent } from './ids.js';
+import { traceParent, uuidv7 } from './ids.js';
 import type { Address, InstanceIdentity } from './identity.js';
 import type { MessageDefinition, MessageRegistry } from './messages.js';
 import { enclosedTypes } from './messages.js';
@@ -169,8 +169,10 @@ export function buildHeaders(types: readonly string[], options: BuildOptions): H
     [Headers.OriginatingHost]: options.identity.host,
     [Headers.TimeSent]: new Date().toISOString(),
     [Headers.ContentType]: JSON_CONTENT_TYPE,
-    [Headers.TraceParent]: incoming?.[Headers.TraceParent] ?? newTraceParent(),
+    [Headers.TraceParent]: traceParent(incoming?.[Headers.TraceParent]),
   };
+  const traceState = incoming?.[Headers.TraceState];
+  if (traceState !== undefined) headers[Headers.TraceState] = traceState;
   if (options.causedBy) headers[Headers.RelatedTo] = options.causedBy.messageId;
   if (options.replyTo) headers[Headers.ReplyTo] = options.replyTo;
   return headers;

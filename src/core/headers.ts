@@ -18,6 +18,7 @@ export const Headers = {
   ContentType: 'sy1-content-type',
   DeliverAt: 'sy1-deliver-at',
   TraceParent: 'traceparent',
+  TraceState: 'tracestate',
 } as const;
 
 export type Intent = 'send' | 'publish' | 'reply' | 'subscribe' | 'unsubscribe' | 'ready';

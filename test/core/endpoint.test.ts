@@ -68,10 +68,16 @@ describe('endpoint', () => {
 
   it('delivers a command to its routed endpoint and the reply to the sender, with ids flowing', async () => {
     const seen: Record<string, string>[] = [];
+    let commandTrace = '';
     await endpoint({
       name: 'Sales',
       // Destructured, as handlers often take it: the context's methods work without `this`.
-      handlers: [handle(PlaceOrder, (order, { reply }) => reply(OrderAccepted, { orderId: order.orderId }))],
+      handlers: [
+        handle(PlaceOrder, (order, { reply, headers }) => {
+          commandTrace = headers[Headers.TraceParent]!;
+          return reply(OrderAccepted, { orderId: order.orderId });
+        }),
+      ],
     });
     const client = await endpoint({
       name: 'Client',
@@ -87,6 +93,9 @@ describe('endpoint', () => {
     expect(reply![Headers.RelatedTo]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(reply![Headers.ConversationId]).toBeTruthy();
     expect(reply![Headers.TraceParent]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    // One trace, a new parent span per hop.
+    expect(reply![Headers.TraceParent]!.split('-')[1]).toBe(commandTrace.split('-')[1]);
+    expect(reply![Headers.TraceParent]!.split('-')[2]).not.toBe(commandTrace.split('-')[2]);
   });
 
   it('keeps the conversation id across a chain and correlates to the first message id', async () => {
