@@ -4,6 +4,7 @@
  */
 import type { HeaderMap } from './headers.js';
 import type { EndpointName } from './identity.js';
+import type { StorageSession } from './transport.js';
 import type {
   CommandDefinition,
   EventDefinition,
@@ -42,10 +43,16 @@ export interface HandlerContext extends MessageSender {
   readonly headers: Readonly<HeaderMap>;
   /** The type name this handler was selected for. */
   readonly messageType: string;
-  /** 1 on the first delivery of this copy of the message. */
+  /** Attempts of this message in the current round of immediate retries, this one included (1 = first). */
   readonly deliveryCount: number;
   /** Fires when the endpoint stops forcefully or the message's lease is lost: give up cleanly. */
   readonly signal: AbortSignal;
+  /**
+   * The unit of work: the storage session the handler's own writes join, committed together with
+   * the completion of this message and its sends (undefined where the transport has none). Use
+   * the storage's accessor rather than this: `sqliteSession(ctx)` from `switchyard/sqlite`.
+   */
+  readonly unitOfWork: StorageSession | undefined;
   /** Sends a reply to the incoming message's reply-to address. */
   reply<B>(definition: PlainMessageDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void>;
 }

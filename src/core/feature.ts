@@ -42,8 +42,8 @@ export interface ControlContext {
 
 export interface EndpointFeature {
   readonly name: string;
-  /** Intents whose messages go to `handleControl` instead of handlers. */
-  readonly controlIntents?: readonly Intent[];
+  /** Control kinds (the intent header of its control messages) that go to `handleControl` instead of handlers. */
+  readonly controlKinds?: readonly string[];
   /** Before receiving starts: validate options, create queues. */
   setup?(host: FeatureHost): Promise<void>;
   /** After receiving started: subscribe, announce readiness, start timers. */

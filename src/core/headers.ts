@@ -21,8 +21,11 @@ export const Headers = {
   TraceState: 'tracestate',
 } as const;
 
-export type Intent = 'send' | 'publish' | 'reply' | 'subscribe' | 'unsubscribe' | 'ready';
-export const INTENTS: readonly Intent[] = ['send', 'publish', 'reply', 'subscribe', 'unsubscribe', 'ready'];
+/** How a message was sent. Control messages carry a kind a feature registered instead (`subscribe`, `ready`, ...). */
+export type MessageIntent = 'send' | 'publish' | 'reply';
+export const MESSAGE_INTENTS: readonly MessageIntent[] = ['send', 'publish', 'reply'];
+/** The intent header: a message intent, or the control kind of a feature's control message. */
+export type Intent = MessageIntent | (string & {});
 
 export type HeaderMap = Record<string, string>;
 

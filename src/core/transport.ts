@@ -65,6 +65,18 @@ export interface ReceiveOptions {
   readonly signal: AbortSignal;
 }
 
+/**
+ * A storage transaction that a handler's own writes join, so that they commit together with the
+ * completion of the incoming message and its sends (the unit of work), and roll back with them.
+ * Each storage adapter gives handlers a typed accessor for its own kind (`sqliteSession(ctx)`).
+ */
+export interface StorageSession {
+  /** The storage it belongs to (`sqlite`, ...), for the accessor's check. */
+  readonly storage: string;
+  /** Forgets the writes so far: the handler failed, and what settles the message commits none of them. */
+  discard(): void;
+}
+
 export interface Receipt {
   readonly message: TransportMessage;
   /** The queue the message was received from. */
@@ -73,6 +85,11 @@ export interface Receipt {
   readonly deliveryCount: number;
   /** Aborts when the lease is lost or the transport closes: the handler should give up. */
   readonly signal: AbortSignal;
+  /**
+   * Where the transport keeps messages in a database a handler can write to: the session whose
+   * writes `complete` commits in its own transaction (made on first use).
+   */
+  readonly session?: StorageSession;
   /** Removes the message and sends `outgoing` (see the file header). Throws SY_ERR_LEASE_LOST when fenced. */
   complete(outgoing?: readonly Outgoing[]): Promise<void>;
   /** Returns the message to its queue, visible again after `delayMs`. Never throws for a lost lease. */

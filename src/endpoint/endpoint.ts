@@ -26,18 +26,19 @@ import { DEFAULT_LIMITS, type MessageLimits } from '../core/envelope.js';
 import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature, FeatureHost } from '../core/feature.js';
 import { buildMessage } from '../core/envelope.js';
-import type { Intent } from '../core/headers.js';
+import { MESSAGE_INTENTS, type Intent } from '../core/headers.js';
 import { randomId } from '../core/ids.js';
 import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, type InstanceIdentity } from '../core/identity.js';
 import { consoleLogger, type Logger } from '../core/logger.js';
 import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
 import { Lifecycle } from '../core/lifecycle.js';
+import { arrange, compose, type Behaviour, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
 import { Router, type Routes } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
 import { checkRecoverability, recoverabilityConfig, type RecoverabilityOptions } from '../recoverability/policy.js';
-import { OutgoingBuilder } from './outgoing.js';
-import { processReceipt, type ProcessDeps } from './process.js';
+import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
+import { INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
 
 export interface EndpointOptions {
   /** The logical endpoint name, e.g. `Sales`: shared by all its instances. */
@@ -68,6 +69,8 @@ export interface EndpointOptions {
   recoverability?: RecoverabilityOptions;
   limits?: Partial<MessageLimits>;
   features?: readonly EndpointFeature[];
+  /** Your own pipeline steps, each before or after a built-in step (see docs/pipeline.md). */
+  behaviours?: readonly Behaviour[];
   logger?: Logger;
   /**
    * How long `stop({ signal })` waits, after the signal aborts, for handlers that ignore their
@@ -149,15 +152,22 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   let publicAddress: Address = receiveShared || options.sendOnly ? sharedAddress(identity.endpoint) : identity.address;
   let prefetch = options.prefetch ?? 0;
 
-  const controlFeatures = new Map<Intent, EndpointFeature>();
+  const controlFeatures = new Map<string, EndpointFeature>();
   for (const feature of features) {
-    for (const intent of feature.controlIntents ?? []) {
-      if (controlFeatures.has(intent)) throw configError('features', `has two features handling ${intent} messages`, 'Remove one of them.');
-      controlFeatures.set(intent, feature);
+    for (const kind of feature.controlKinds ?? []) {
+      if ((MESSAGE_INTENTS as readonly string[]).includes(kind)) throw configError('features', `has feature ${feature.name} claiming ${kind} messages as a control kind`, 'A control kind must not be a message intent (send, publish, reply).');
+      if (controlFeatures.has(kind)) throw configError('features', `has two features handling ${kind} messages`, 'Remove one of them.');
+      controlFeatures.set(kind, feature);
     }
   }
 
-  const deps: ProcessDeps = {
+  const behaviours = options.behaviours ?? [];
+  const incomingBehaviours = behaviours.filter((b) => b.pipeline === 'incoming') as { name: string; before?: string; after?: string; run: Step<IncomingContext> }[];
+  const outgoingBehaviours = behaviours.filter((b) => b.pipeline === 'outgoing') as { name: string; before?: string; after?: string; run: Step<OutgoingContext> }[];
+  const runIncoming = compose<IncomingMessage>(arrange(INCOMING_PIPELINE, incomingBehaviours, 'incoming'));
+  const runOutgoing = compose<OutgoingMessage>(arrange(OUTGOING_PIPELINE, outgoingBehaviours, 'outgoing'));
+
+  const deps: IncomingDeps = {
     identity,
     transport,
     registry,
@@ -169,6 +179,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     recoverability,
     controlFeatures,
     publicAddress: () => publicAddress,
+    outgoing: runOutgoing,
   };
 
   const host: FeatureHost = {
@@ -196,6 +207,8 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     dispatch: (batch) => transport.dispatch(batch),
   };
 
+  // Sends outside handlers leave at once.
+  const endpointSends = new OutgoingBuilder(deps, undefined, (batch) => transport.dispatch(batch));
   let status: EndpointStatus = 'created';
   let pump: Pump | undefined;
   let starting: Promise<void> | undefined;
@@ -249,7 +262,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
             prefetch,
             graceMs: options.stopGraceMs,
             logger,
-            process: (receipt, stopSignal, release) => processReceipt(deps, receipt, stopSignal, release),
+            process: (receipt, stopSignal, release) => runIncoming(new IncomingMessage(deps, receipt, stopSignal, release)),
           });
         },
         undo: (signal) => pump?.stop(signal),
@@ -291,7 +304,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
         fix: 'await endpoint.start() before sending, and do not send after stop().',
       });
     }
-    return new OutgoingBuilder(deps, undefined);
+    return endpointSends;
   };
 
   const endpoint: Endpoint = {
@@ -319,13 +332,13 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
       return stopping;
     },
     async send(definition, body, sendOptions?: SendOptions) {
-      await transport.dispatch(await requireRunning().send(definition, body, sendOptions));
+      await requireRunning().send(definition, body, sendOptions);
     },
     async sendLocal(definition, body, sendOptions?: SendOptions) {
-      await transport.dispatch(await requireRunning().sendLocal(definition, body, sendOptions));
+      await requireRunning().sendLocal(definition, body, sendOptions);
     },
     async publish(definition, body, publishOptions?: PublishOptions) {
-      await transport.dispatch(await requireRunning().publish(definition, body, publishOptions));
+      await requireRunning().publish(definition, body, publishOptions);
     },
     [Symbol.asyncDispose]() {
       return endpoint.stop();

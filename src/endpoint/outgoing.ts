@@ -1,17 +1,23 @@
 /**
- * Turns send / sendLocal / publish / reply calls into Outgoing transport messages, enforcing
- * the messaging rules: commands are sent (never published), events are published (never sent),
- * replies go to the incoming reply-to address.
+ * The outgoing pipeline: every send, sendLocal, publish and reply passes through
+ *   route      the messaging rules (commands are sent, events published, replies go to the
+ *              incoming reply-to) and where the message goes
+ *   headers    ids, correlation, conversation, trace context (a new span id per hop)
+ *   serialize  the definition's schema, JSON, the body size limit
+ *   dispatch   hand the batch on: inside a handler into the unit of work (it leaves with the
+ *              commit), outside one to the transport now
+ * with the endpoint's outgoing behaviours placed among them (src/core/pipeline.ts).
  */
 import type { PublishOptions, SendOptions } from '../core/context.js';
-import { buildMessage, type CausationSource, type MessageLimits } from '../core/envelope.js';
+import { buildHeaders, checkBodySize, type MessageLimits } from '../core/envelope.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature } from '../core/feature.js';
-import { Headers, type HeaderMap, type Intent } from '../core/headers.js';
+import { Headers, type HeaderMap, type MessageIntent } from '../core/headers.js';
 import { checkAddress, checkName, sharedAddress, type Address, type EndpointName, type InstanceIdentity } from '../core/identity.js';
 import { enclosedTypes, type MessageDefinition, type MessageRegistry } from '../core/messages.js';
+import type { OutgoingContext, PipelineStep } from '../core/pipeline.js';
 import type { Router } from '../core/routing.js';
-import type { Outgoing, Transport } from '../core/transport.js';
+import type { Outgoing, Transport, TransportMessage } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
 
 export interface OutgoingDeps {
@@ -22,6 +28,8 @@ export interface OutgoingDeps {
   features: readonly EndpointFeature[];
   limits: MessageLimits;
   publicAddress(): Address;
+  /** The outgoing pipeline, composed once per endpoint (`outgoingPipeline`). */
+  outgoing: (context: OutgoingMessage) => Promise<void>;
 }
 
 function wrongIntent(definition: MessageDefinition, attempted: string, instead: string): SwitchyardError {
@@ -56,99 +64,172 @@ function deliverAtOf(options: SendOptions | undefined, transport: Transport): nu
   return at;
 }
 
-function userHeaders(options: SendOptions | undefined): HeaderMap | undefined {
-  if (!options?.headers) return undefined;
-  for (const key of Object.keys(options.headers)) {
-    if (key.startsWith('sy1-')) {
-      throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Header ${key} is reserved for Switchyard.`, {
-        fix: 'Choose a header name without the sy1- prefix.',
-      });
-    }
+type Operation = 'send' | 'sendLocal' | 'publish' | 'reply';
+
+/** The context of one outgoing message (see OutgoingContext for what behaviours may touch). */
+export class OutgoingMessage implements OutgoingContext {
+  readonly headers: HeaderMap;
+  destinations: ({ destination: Address } | { topic: string })[] = [];
+  message: TransportMessage | undefined;
+  deliverAt: number | undefined;
+
+  constructor(
+    readonly deps: OutgoingDeps,
+    readonly operation: Operation,
+    readonly definition: MessageDefinition,
+    readonly body: unknown,
+    readonly options: SendOptions | undefined,
+    readonly incoming: TransportMessage | undefined,
+    readonly deliver: (batch: Outgoing[]) => Promise<void>,
+  ) {
+    this.headers = { ...options?.headers };
   }
-  return options.headers;
+
+  get intent(): MessageIntent {
+    return this.operation === 'sendLocal' ? 'send' : this.operation;
+  }
 }
 
-/** Builds outgoing messages for one sending scope (the endpoint, or one handler invocation). */
+function addressOf(deps: OutgoingDeps, endpoint: EndpointName): Address {
+  for (const feature of deps.features) {
+    const address = feature.resolveAddress?.(endpoint);
+    if (address !== undefined) return address;
+  }
+  return sharedAddress(endpoint);
+}
+
+async function publishDestinations(deps: OutgoingDeps, definition: MessageDefinition): Promise<{ destination: Address }[] | { topic: string }[]> {
+  if (deps.transport.capabilities.nativePubSub) return [{ topic: definition.typeName }];
+  const routers = deps.features.filter((f) => f.publishDestinations);
+  if (routers.length === 0) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `Cannot publish ${definition.typeName}: the ${deps.transport.name} transport has no native publish/subscribe and no subscription store is configured.`, {
+      fix: "Add features: [subscriptions({ store })] to this endpoint's options (see docs/publish-subscribe.md).",
+    });
+  }
+  const types = enclosedTypes(definition);
+  const addresses = new Set<Address>();
+  for (const router of routers) for (const address of await router.publishDestinations!(types)) addresses.add(address);
+  // Every copy carries the same message id: subscribers deduplicate on (endpoint, message id).
+  return [...addresses].map((destination) => ({ destination }));
+}
+
+function replyAddress(ctx: OutgoingMessage): Address {
+  const { definition } = ctx;
+  if (definition.kind !== 'message') {
+    throw wrongIntent(definition, 'reply with', 'Reply with a message defined by defineMessage(); send commands and publish events.');
+  }
+  const replyTo = ctx.incoming?.headers[Headers.ReplyTo];
+  if (replyTo === undefined) {
+    throw new SwitchyardError(ErrorCodes.NO_REPLY_ADDRESS, `Cannot reply with ${definition.typeName}: the incoming message has no reply-to address.`, {
+      fix: 'Reply only to messages sent by Switchyard endpoints (they stamp reply-to), or send() the answer to a routed endpoint.',
+    });
+  }
+  return checkAddress('Reply-to address', replyTo);
+}
+
+const route: PipelineStep<OutgoingMessage> = {
+  name: 'route',
+  async run(ctx, next) {
+    const { deps, definition, options } = ctx;
+    switch (ctx.operation) {
+      case 'send': {
+        if (definition.kind === 'event') throw wrongIntent(definition, 'send', 'Publish events with publish(); send commands.');
+        const endpoint = options?.to !== undefined ? checkName('Destination endpoint', options.to) : deps.router.require(definition.typeName);
+        ctx.destinations = [{ destination: addressOf(deps, endpoint) }];
+        break;
+      }
+      case 'sendLocal':
+        if (definition.kind === 'event') throw wrongIntent(definition, 'sendLocal', 'Publish events with publish().');
+        ctx.destinations = [{ destination: deps.publicAddress() }];
+        break;
+      case 'publish':
+        if (definition.kind !== 'event') throw wrongIntent(definition, 'publish', 'Send commands and messages with send(); define events with defineEvent().');
+        ctx.destinations = await publishDestinations(deps, definition);
+        break;
+      case 'reply':
+        ctx.destinations = [{ destination: replyAddress(ctx) }];
+        break;
+    }
+    ctx.deliverAt = deliverAtOf(options, deps.transport);
+    await next();
+  },
+};
+
+const headers: PipelineStep<OutgoingMessage> = {
+  name: 'headers',
+  async run(ctx, next) {
+    for (const key in ctx.headers) {
+      if (key.startsWith('sy1-')) {
+        throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Header ${key} is reserved for Switchyard.`, { fix: 'Choose a header name without the sy1- prefix.' });
+      }
+    }
+    const { deps, options } = ctx;
+    const stamped = buildHeaders(enclosedTypes(ctx.definition), {
+      intent: ctx.intent,
+      identity: deps.identity,
+      replyTo: deps.publicAddress(),
+      causedBy: ctx.incoming && { messageId: ctx.incoming.id, headers: ctx.incoming.headers },
+      messageId: options?.messageId,
+      correlationId: options?.correlationId,
+      headers: ctx.headers,
+    });
+    Object.assign(ctx.headers, stamped);
+    await next();
+  },
+};
+
+const serialize: PipelineStep<OutgoingMessage> = {
+  name: 'serialize',
+  async run(ctx, next) {
+    const { definition } = ctx;
+    const text = JSON.stringify(definition.schema ? await validateBody(definition, ctx.body, 'send') : ctx.body);
+    if (text === undefined) {
+      throw new SwitchyardError(ErrorCodes.VALIDATION_FAILED, `The body of ${definition.typeName} cannot be serialised to JSON.`, { fix: 'Pass a plain object of JSON values.' });
+    }
+    checkBodySize(text, ctx.deps.limits);
+    ctx.message = { id: ctx.headers[Headers.MessageId]!, headers: ctx.headers, body: text };
+    await next();
+  },
+};
+
+const dispatch: PipelineStep<OutgoingMessage> = {
+  name: 'dispatch',
+  async run(ctx, next) {
+    const message = ctx.message!;
+    const { deliverAt } = ctx;
+    await ctx.deliver(ctx.destinations.map((to) => ({ ...to, message, deliverAt })));
+    await next();
+  },
+};
+
+export const OUTGOING_PIPELINE: readonly PipelineStep<OutgoingMessage>[] = [route, headers, serialize, dispatch];
+
+/** Sends for one scope: the endpoint itself (`incoming` undefined), or one handled message. */
 export class OutgoingBuilder {
   constructor(
     private readonly deps: OutgoingDeps,
-    private readonly causedBy: CausationSource | undefined,
+    private readonly incoming: TransportMessage | undefined,
+    private readonly deliver: (batch: Outgoing[]) => Promise<void>,
   ) {}
 
-  private registered(definition: MessageDefinition): void {
+  private run(operation: Operation, definition: MessageDefinition, body: unknown, options: SendOptions | undefined): Promise<void> {
     if (!this.deps.registry.has(definition)) this.deps.registry.add(definition);
+    return this.deps.outgoing(new OutgoingMessage(this.deps, operation, definition, body, options, this.incoming, this.deliver));
   }
 
-  private async message(definition: MessageDefinition, body: unknown, intent: Intent, options: SendOptions | undefined) {
-    this.registered(definition);
-    const validated = await validateBody(definition, body, 'send');
-    return buildMessage(
-      definition,
-      validated,
-      {
-        intent,
-        identity: this.deps.identity,
-        replyTo: this.deps.publicAddress(),
-        causedBy: this.causedBy,
-        messageId: options?.messageId,
-        correlationId: options?.correlationId,
-        headers: userHeaders(options),
-      },
-      this.deps.limits,
-    );
+  send(definition: MessageDefinition, body: unknown, options?: SendOptions): Promise<void> {
+    return this.run('send', definition, body, options);
   }
 
-  addressOf(endpoint: EndpointName): Address {
-    for (const feature of this.deps.features) {
-      const address = feature.resolveAddress?.(endpoint);
-      if (address !== undefined) return address;
-    }
-    return sharedAddress(endpoint);
+  sendLocal(definition: MessageDefinition, body: unknown, options?: SendOptions): Promise<void> {
+    return this.run('sendLocal', definition, body, options);
   }
 
-  async send(definition: MessageDefinition, body: unknown, options?: SendOptions): Promise<Outgoing[]> {
-    if (definition.kind === 'event') throw wrongIntent(definition, 'send', 'Publish events with publish(); send commands.');
-    const endpoint = options?.to !== undefined ? checkName('Destination endpoint', options.to) : this.deps.router.require(definition.typeName);
-    const message = await this.message(definition, body, 'send', options);
-    return [{ destination: this.addressOf(endpoint), message, deliverAt: deliverAtOf(options, this.deps.transport) }];
+  publish(definition: MessageDefinition, body: unknown, options?: PublishOptions): Promise<void> {
+    return this.run('publish', definition, body, options);
   }
 
-  async sendLocal(definition: MessageDefinition, body: unknown, options?: SendOptions): Promise<Outgoing[]> {
-    if (definition.kind === 'event') throw wrongIntent(definition, 'sendLocal', 'Publish events with publish().');
-    const message = await this.message(definition, body, 'send', options);
-    return [{ destination: this.deps.publicAddress(), message, deliverAt: deliverAtOf(options, this.deps.transport) }];
-  }
-
-  async publish(definition: MessageDefinition, body: unknown, options?: PublishOptions): Promise<Outgoing[]> {
-    if (definition.kind !== 'event') throw wrongIntent(definition, 'publish', 'Send commands and messages with send(); define events with defineEvent().');
-    const message = await this.message(definition, body, 'publish', options);
-    const deliverAt = deliverAtOf(options, this.deps.transport);
-    if (this.deps.transport.capabilities.nativePubSub) return [{ topic: definition.typeName, message, deliverAt }];
-    const routers = this.deps.features.filter((f) => f.publishDestinations);
-    if (routers.length === 0) {
-      throw new SwitchyardError(ErrorCodes.CONFIG, `Cannot publish ${definition.typeName}: the ${this.deps.transport.name} transport has no native publish/subscribe and no subscription store is configured.`, {
-        fix: "Add features: [subscriptions({ store })] to this endpoint's options (see docs/publish-subscribe.md).",
-      });
-    }
-    const types = enclosedTypes(definition);
-    const addresses = new Set<Address>();
-    for (const router of routers) for (const address of await router.publishDestinations!(types)) addresses.add(address);
-    // Every copy carries the same message id: subscribers deduplicate on (endpoint, message id).
-    return [...addresses].map((destination) => ({ destination, message, deliverAt }));
-  }
-
-  async reply(definition: MessageDefinition, body: unknown, incomingHeaders: Readonly<HeaderMap>, options?: PublishOptions): Promise<Outgoing[]> {
-    if (definition.kind !== 'message') {
-      throw wrongIntent(definition, 'reply with', 'Reply with a message defined by defineMessage(); send commands and publish events.');
-    }
-    const replyTo = incomingHeaders[Headers.ReplyTo];
-    if (replyTo === undefined) {
-      throw new SwitchyardError(ErrorCodes.NO_REPLY_ADDRESS, `Cannot reply with ${definition.typeName}: the incoming message has no reply-to address.`, {
-        fix: 'Reply only to messages sent by Switchyard endpoints (they stamp reply-to), or send() the answer to a routed endpoint.',
-      });
-    }
-    checkAddress('Reply-to address', replyTo);
-    const message = await this.message(definition, body, 'reply', options);
-    return [{ destination: replyTo, message, deliverAt: deliverAtOf(options, this.deps.transport) }];
+  reply(definition: MessageDefinition, body: unknown, options?: PublishOptions): Promise<void> {
+    return this.run('reply', definition, body, options);
   }
 }

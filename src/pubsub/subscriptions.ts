@@ -98,7 +98,7 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
 
   return {
     name: 'subscriptions',
-    controlIntents: ['subscribe', 'unsubscribe'],
+    controlKinds: ['subscribe', 'unsubscribe'],
     async setup(h) {
       host = h;
       for (const event of options.publishes ?? []) h.registry.add(event);

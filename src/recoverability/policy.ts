@@ -66,6 +66,8 @@ const NEVER_RETRY = new Set<string>([
   ErrorCodes.VALIDATION_FAILED,
   ErrorCodes.NO_HANDLER,
   ErrorCodes.INVALID_HEADER,
+  ErrorCodes.NOT_PUBLISHER,
+  ErrorCodes.READY_INVALID,
 ]);
 
 export function defaultDecision(config: RecoverabilityConfig, failure: FailureInfo): RecoverabilityAction {

@@ -1,0 +1,162 @@
+/**
+ * The incoming pipeline, one list in this order (each step wraps the ones after it):
+ *   settle        after the rest succeeded: commit the unit of work (completion + sends + the
+ *                 handlers' own writes); on a throw: recoverability (src/recoverability/settle.ts)
+ *   decode        header and body limits; the message kind: a control kind a feature registered,
+ *                 or a message whose enclosed types must be readable
+ *   control       a control message goes to its feature; its path ends here
+ *   validate      allow-listed type, JSON body (no prototype poisoning), the Standard Schema
+ *   unit-of-work  opens the storage session the handlers' writes join (where there is one)
+ *   invoke        every handler of the enclosed types, nearest type first
+ * with the endpoint's incoming behaviours placed among them (src/core/pipeline.ts). A failed
+ * handler sends nothing; a completion fenced off by a lost lease changes nothing.
+ */
+import type { Handler } from '../core/context.js';
+import { checkBodySize, checkHeaders, parseBody, readEnclosedTypes } from '../core/envelope.js';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { EndpointFeature } from '../core/feature.js';
+import { Headers } from '../core/headers.js';
+import type { InstanceIdentity } from '../core/identity.js';
+import type { Logger } from '../core/logger.js';
+import type { MessageDefinition } from '../core/messages.js';
+import type { IncomingContext, PipelineStep } from '../core/pipeline.js';
+import type { Outgoing, Receipt, StorageSession, TransportMessage } from '../core/transport.js';
+import { validateBody } from '../core/validation.js';
+import { attemptsOf } from '../recoverability/failure-headers.js';
+import type { RecoverabilityConfig } from '../recoverability/policy.js';
+import { settle } from '../recoverability/settle.js';
+import { MessageHandlerContext } from './handler-context.js';
+import { OutgoingBuilder, type OutgoingDeps } from './outgoing.js';
+
+export interface IncomingDeps extends OutgoingDeps {
+  logger: Logger;
+  handlers: ReadonlyMap<string, readonly Handler[]>;
+  recoverability: RecoverabilityConfig;
+  identity: InstanceIdentity;
+  /** Control kinds (`subscribe`, `ready`, ...) and the feature that registered each. */
+  controlFeatures: ReadonlyMap<string, EndpointFeature>;
+}
+
+/** One received message on its way through the pipeline (see IncomingContext). */
+export class IncomingMessage implements IncomingContext {
+  types: readonly string[] = [];
+  definition: MessageDefinition | undefined;
+  body: unknown;
+  /** Set by decode when the message is a feature's control message. */
+  control: EndpointFeature | undefined;
+  readonly outgoing: Outgoing[] = [];
+  #session: (() => StorageSession | undefined) | undefined;
+  #signal: AbortSignal | undefined;
+  #sends: OutgoingBuilder | undefined;
+
+  constructor(
+    readonly deps: IncomingDeps,
+    readonly receipt: Receipt,
+    private readonly stopSignal: AbortSignal,
+    /** Frees the pump's slot: only the settlement is left. */
+    readonly release: () => void,
+  ) {}
+
+  get message(): TransportMessage {
+    return this.receipt.message;
+  }
+
+  get queue() {
+    return this.receipt.address;
+  }
+
+  get endpoint(): InstanceIdentity {
+    return this.deps.identity;
+  }
+
+  get attempts(): number {
+    return attemptsOf(this.receipt.message.headers, this.receipt.deliveryCount);
+  }
+
+  /** Made on first use: most handlers never look at it. */
+  get signal(): AbortSignal {
+    return (this.#signal ??= AbortSignal.any([this.receipt.signal, this.stopSignal]));
+  }
+
+  get unitOfWork(): StorageSession | undefined {
+    return this.#session?.();
+  }
+
+  /** The unit-of-work step opens the session; it is made when a handler first asks for it. */
+  openUnitOfWork(session: () => StorageSession | undefined): void {
+    this.#session = session;
+  }
+
+  /** What handlers send: collected here, and left with the commit. */
+  get sends(): OutgoingBuilder {
+    return (this.#sends ??= new OutgoingBuilder(this.deps, this.receipt.message, async (batch) => void this.outgoing.push(...batch)));
+  }
+}
+
+const decode: PipelineStep<IncomingMessage> = {
+  name: 'decode',
+  async run(ctx, next) {
+    const { message, deps } = ctx;
+    checkHeaders(message.headers, deps.limits);
+    checkBodySize(message.body, deps.limits);
+    const kind = message.headers[Headers.Intent];
+    ctx.control = kind === undefined ? undefined : deps.controlFeatures.get(kind);
+    if (!ctx.control) ctx.types = readEnclosedTypes(message.headers);
+    await next();
+  },
+};
+
+const control: PipelineStep<IncomingMessage> = {
+  name: 'control',
+  async run(ctx, next) {
+    if (!ctx.control) return next();
+    ctx.outgoing.push(...(await ctx.control.handleControl!({ message: ctx.message, signal: ctx.signal })));
+  },
+};
+
+const validate: PipelineStep<IncomingMessage> = {
+  name: 'validate',
+  async run(ctx, next) {
+    const definition = ctx.types.map((t) => ctx.deps.registry.get(t)).find((d) => d !== undefined);
+    if (!definition) {
+      throw new SwitchyardError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `The message type ${ctx.types.join(', ')} is not registered with this endpoint.`, {
+        fix: 'Add a handler for it (or list its definition in `messages`) on this endpoint, or fix the route that sent it here.',
+      });
+    }
+    ctx.definition = definition;
+    ctx.body = await validateBody(definition, parseBody(ctx.message.body), 'receive');
+    await next();
+  },
+};
+
+const unitOfWork: PipelineStep<IncomingMessage> = {
+  name: 'unit-of-work',
+  async run(ctx, next) {
+    const { receipt } = ctx;
+    ctx.openUnitOfWork(() => receipt.session);
+    await next();
+  },
+};
+
+const invoke: PipelineStep<IncomingMessage> = {
+  name: 'invoke',
+  async run(ctx, next) {
+    for (const handler of handlersFor(ctx.deps, ctx.types)) {
+      await handler.invoke(ctx.body, new MessageHandlerContext(ctx, handler.definition.typeName));
+    }
+    await next();
+  },
+};
+
+/** Handlers of the enclosed types, nearest type first. */
+function handlersFor(deps: IncomingDeps, types: readonly string[]): readonly Handler[] {
+  const handlers = types.length === 1 ? (deps.handlers.get(types[0]!) ?? []) : types.flatMap((t) => deps.handlers.get(t) ?? []);
+  if (handlers.length === 0) {
+    throw new SwitchyardError(ErrorCodes.NO_HANDLER, `Endpoint ${deps.identity.endpoint} has no handler for ${types.join(', ')}.`, {
+      fix: 'Add a handler for this type, or fix the route or subscription that sent it here; then retry it from the error queue.',
+    });
+  }
+  return handlers;
+}
+
+export const INCOMING_PIPELINE: readonly PipelineStep<IncomingMessage>[] = [settle, decode, control, validate, unitOfWork, invoke];

@@ -1,0 +1,102 @@
+/**
+ * The `settle` step of the incoming pipeline: it wraps every other step. When they succeed it
+ * commits the unit of work: the completion of the message, what its handlers sent and their
+ * own writes, together (one transaction where the transport can). When one throws it carries
+ * out the recoverability decision (src/recoverability/policy.ts):
+ *   immediate  abandon (the transport counts the delivery), or, where the transport's count is
+ *              inexact, complete with a copy carrying the attempt count to the same queue
+ *   delayed    complete with a copy due later, to the public address
+ *   error      complete with a copy carrying failure headers, to the error queue
+ *   discard    complete, and log it
+ * A failed handler's sends and writes are dropped first. A completion fenced off by a lost
+ * lease changes nothing; a settlement that fails leaves the message to come back by its lease.
+ */
+import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
+import type { SettleOutcome } from '../core/feature.js';
+import { Headers } from '../core/headers.js';
+import type { PipelineStep } from '../core/pipeline.js';
+import type { Outgoing } from '../core/transport.js';
+import type { IncomingMessage } from '../endpoint/incoming.js';
+import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders, immediateRetryHeaders } from './failure-headers.js';
+import { decide, type RecoverabilityAction } from './policy.js';
+
+export const settle: PipelineStep<IncomingMessage> = {
+  name: 'settle',
+  async run(ctx, next) {
+    try {
+      await next();
+      ctx.release();
+      await complete(ctx, ctx.outgoing, 'handled');
+    } catch (thrown) {
+      if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
+        ctx.deps.logger.warn(`message ${ctx.message.id} in ${ctx.queue}: ${thrown.message}`);
+        return;
+      }
+      ctx.release();
+      ctx.unitOfWork?.discard();
+      await recover(ctx, asError(thrown));
+    }
+  },
+};
+
+async function complete(ctx: IncomingMessage, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {
+  for (const feature of ctx.deps.features) {
+    const extra = feature.onSettled?.(ctx.message, outcome);
+    if (extra) outgoing.push(...extra);
+  }
+  await ctx.receipt.complete(outgoing);
+}
+
+function decision(ctx: IncomingMessage, error: Error, attempts: number): RecoverabilityAction {
+  return decide(ctx.deps.recoverability, {
+    error,
+    messageType: ctx.definition?.typeName,
+    headers: ctx.message.headers,
+    deliveryCount: attempts,
+    delayedRound: delayedRoundOf(ctx.message.headers),
+  });
+}
+
+async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
+  const { deps, message, receipt } = ctx;
+  const attempts = ctx.attempts;
+  const action = decision(ctx, error, attempts);
+  const where = `message ${message.id} (${ctx.definition?.typeName ?? (ctx.types.join(',') || message.headers[Headers.EnclosedTypes]) ?? 'unknown type'}) in ${ctx.queue}`;
+  // Delayed retries and manual retries from the error queue go back to the public address when
+  // the message failed in this instance's own queue, so any instance (any worker behind a
+  // distributor) can take them, and a dead instance's queue does not strand them.
+  const returnAddress = ctx.queue === deps.identity.address ? deps.publicAddress() : ctx.queue;
+  try {
+    switch (action.kind) {
+      case 'immediate':
+        if (deps.transport.capabilities.exactDeliveryCount) {
+          await receipt.abandon();
+          return;
+        }
+        // The transport cannot count redeliveries: send the next attempt as a copy that carries
+        // the count, to the back of the same queue, instead of returning this one uncounted.
+        await complete(ctx, [{ destination: ctx.queue, message: { id: message.id, headers: immediateRetryHeaders(message.headers, attempts), body: message.body } }], 'immediate-retry');
+        return;
+      case 'delayed': {
+        const round = delayedRoundOf(message.headers) + 1;
+        deps.logger.warn(`${where} failed (${error.message}); delayed retry ${round} in ${action.delayMs} ms`);
+        const retry = { id: message.id, headers: delayedRetryHeaders(message.headers, round, new Date()), body: message.body };
+        await complete(ctx, [{ destination: returnAddress, message: retry, deliverAt: Date.now() + action.delayMs }], 'delayed-retry');
+        return;
+      }
+      case 'discard':
+        deps.logger.warn(`${where} discarded by the recoverability policy: ${action.reason}`);
+        await complete(ctx, [], 'handled');
+        return;
+      case 'error': {
+        deps.logger.error(`${where} moved to ${deps.recoverability.errorQueue}: ${error.message}`);
+        const headers = errorQueueHeaders(message.headers, { error, reason: action.reason, failedQueue: returnAddress, identity: deps.identity, attempts, now: new Date() });
+        await complete(ctx, [{ destination: deps.recoverability.errorQueue, message: { id: message.id, headers, body: message.body } }], 'error');
+        return;
+      }
+    }
+  } catch (settleError) {
+    // Not settled: the lease runs out and the message is delivered again. Nothing is lost.
+    deps.logger.error(`${where} could not be settled after a failure (${asError(settleError).message}); it will be delivered again`);
+  }
+}
