@@ -18,7 +18,9 @@ export type { Endpoint, EndpointOptions, EndpointStatus } from './endpoint/endpo
 export { SwitchyardError, UnrecoverableError, ErrorCodes, isSwitchyardError } from './core/errors.js';
 export type { ErrorCode } from './core/errors.js';
 export { Headers } from './core/headers.js';
-export type { HeaderMap, Intent } from './core/headers.js';
+export type { HeaderMap, Intent, MessageIntent } from './core/headers.js';
+export { INCOMING_STEPS, OUTGOING_STEPS } from './core/pipeline.js';
+export type { Behaviour, IncomingContext, IncomingStepName, OutgoingContext, OutgoingStepName, Step } from './core/pipeline.js';
 export { consoleLogger, silentLogger } from './core/logger.js';
 export type { Logger } from './core/logger.js';
 export type { Address, EndpointName, InstanceIdentity } from './core/identity.js';
@@ -30,6 +32,7 @@ export type {
   TransportCapabilities,
   TransportMessage,
   Receipt,
+  StorageSession,
   ReceiveOptions,
   Outgoing,
   QueueOutgoing,
