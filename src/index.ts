@@ -14,6 +14,8 @@ export type {
 export { handle } from './core/context.js';
 export type { Handler, HandlerContext, HandlerFunction, MessageSender, SendOptions, PublishOptions } from './core/context.js';
 export { createEndpoint } from './endpoint/endpoint.js';
+export { stopOnSignals } from './endpoint/shutdown.js';
+export type { Stoppable, StopOnSignalsOptions } from './endpoint/shutdown.js';
 export type { Endpoint, EndpointOptions, EndpointStatus } from './endpoint/endpoint.js';
 export { SwitchyardError, UnrecoverableError, ErrorCodes, isSwitchyardError } from './core/errors.js';
 export type { ErrorCode } from './core/errors.js';

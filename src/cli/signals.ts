@@ -1,24 +1,17 @@
 /**
- * Signal handling lives only in the CLI: the first SIGINT/SIGTERM asks for a graceful stop, a
- * second one forces it (handlers' signals abort).
+ * The CLI's commands stop on the first SIGINT/SIGTERM and force on the second (stopOnSignals),
+ * then exit with 0, or 1 when something failed to stop.
  */
+import { stopOnSignals } from '../endpoint/shutdown.js';
+import { silentLogger } from '../core/logger.js';
+
 export function onShutdown(stop: (force: AbortSignal) => Promise<void>): void {
-  const force = new AbortController();
-  let stopping = false;
-  const handler = () => {
-    if (stopping) {
-      force.abort();
-      return;
-    }
-    stopping = true;
-    stop(force.signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        console.error(error);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  const forced = new AbortController();
+  stopOnSignals([{ stop: ({ signal } = {}) => stop(signal ?? forced.signal) }], {
+    logger: silentLogger,
+    onStopped: (errors) => {
+      for (const error of errors) console.error(error);
+      process.exit(errors.length > 0 ? 1 : 0);
+    },
+  });
 }

@@ -154,3 +154,27 @@ describe('endpoint lifecycle', () => {
     }
   });
 });
+
+describe('stopOnSignals', () => {
+  it('stops gracefully on the first SIGTERM and forcefully on the second, and the process exits by itself', async () => {
+    const child = nodeScript('./fixtures/signals.ts', import.meta.url);
+    const proc = spawn(process.execPath, [...child.execArgv, child.script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', resolve));
+    try {
+      await waitFor(() => out.includes('handling'), { timeoutMs: 20_000, what: 'the handler to start' });
+      proc.kill('SIGTERM');
+      await waitFor(() => out.includes('stopping gracefully'), { what: 'the graceful stop to begin' });
+      expect(out).not.toContain('all stopped');
+      proc.kill('SIGTERM');
+      const code = await Promise.race([exited, waitFor(() => false, { timeoutMs: 20_000, what: 'the process to exit' })]);
+      expect(out).toContain('stopping forcefully');
+      expect(out).toMatch(/1 handler\(s\) still running 200 ms after the forced stop/);
+      expect(out).toContain('all stopped, 0 error(s)');
+      expect(code).toBe(0);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  });
+});
