@@ -11,6 +11,10 @@
  * - complete: DELETE WHERE seq AND lease_token (0 rows: SY_ERR_LEASE_LOST, savepoint rolls back
  *            the sends queued with it), then the enqueues of the handler's outgoing messages
  * - abandon: UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
+ *
+ * Fencing: seq is AUTOINCREMENT (migration 2), never reused, and lease_token only grows for a
+ * seq, so a (seq, lease_token) pair names one lease of one message, once: a holder paused past
+ * its lease can never settle, renew or abandon a later lease, of its message or of another.
  */
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -46,6 +50,38 @@ const MIGRATIONS = [
         delivery_count INTEGER NOT NULL DEFAULT 0
       );
       CREATE INDEX sy_messages_ready ON sy_messages (queue, visible_at, seq);`,
+  },
+  {
+    // Fencing: without AUTOINCREMENT SQLite gives a new row max(seq) + 1, so completing the newest
+    // row handed its seq to the next message, whose lease_token counts from 0 again: a stale
+    // holder's "seq + token" could match that message once claimed. AUTOINCREMENT never reuses a
+    // seq, so (seq, lease_token) names one lease of one message for the life of the database.
+    // SQLite cannot add AUTOINCREMENT to a table: it is rebuilt in place, messages kept, inside the
+    // migration's IMMEDIATE transaction (another process opening meanwhile waits, then skips it).
+    // Seqs of rows deleted before this migration are recorded nowhere, so new seqs start 2^40 above
+    // the highest one left: a holder paused across the migration cannot meet its seq again.
+    // Not breaking: code at version 1 reads and writes the rebuilt table unchanged (and, from now
+    // on, never reuses a seq either).
+    version: 2,
+    breaking: false,
+    sql: `
+      CREATE TABLE sy_messages_v2 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        id TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body TEXT NOT NULL,
+        visible_at INTEGER NOT NULL,
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        delivery_count INTEGER NOT NULL DEFAULT 0
+      );
+      INSERT INTO sy_messages_v2 (seq, queue, id, headers, body, visible_at, lease_token, delivery_count)
+        SELECT seq, queue, id, headers, body, visible_at, lease_token, delivery_count FROM sy_messages;
+      DROP TABLE sy_messages;
+      ALTER TABLE sy_messages_v2 RENAME TO sy_messages;
+      CREATE INDEX sy_messages_ready ON sy_messages (queue, visible_at, seq);
+      DELETE FROM sqlite_sequence WHERE name IN ('sy_messages', 'sy_messages_v2');
+      INSERT INTO sqlite_sequence (name, seq) SELECT 'sy_messages', COALESCE(MAX(seq), 0) + 1099511627776 FROM sy_messages;`,
   },
 ] as const;
 

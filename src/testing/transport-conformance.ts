@@ -22,6 +22,12 @@ export interface TransportFixture {
   childSpec?(options: { leaseMs: number }): { module: string; factory: string; options: unknown };
   /** Queue names unique to this fixture, so runs can share a broker. */
   queue(name: string): string;
+  /**
+   * Makes every lease held in `queue` run out now, as if its holders had paused past it (their
+   * receipts stay in this process and renew only on their timer, which a lease of a minute keeps
+   * from firing during a test). Transports whose leases live in a store the test can reach.
+   */
+  expireLeases?(queue: string): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -276,6 +282,63 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
         child.process.kill('SIGKILL');
       } finally {
         await t.close();
+        await fx.cleanup();
+      }
+    });
+
+    it('a stale completion after the row was reused changes nothing', async (ctx) => {
+      // A holder paused past its lease; meanwhile another consumer took the message and completed
+      // it, and a new message arrived (on a store that reuses ids, in the same row id, and with the
+      // same lease count). The stale holder's completion and abandon must not touch the new one.
+      const fx = await makeFixture();
+      const spec = fx.expireLeases ? undefined : fx.childSpec?.({ leaseMs: 400 });
+      if (!fx.expireLeases && !spec) {
+        await fx.cleanup();
+        ctx.skip(`${name} has neither expireLeases nor a consumer process to pause: no way to make a holder stale`);
+      }
+      const holder = fx.create({ leaseMs: 60_000 });
+      const other = fx.create({ leaseMs: 60_000 });
+      let child: ReturnType<typeof spawnConsumer> | undefined;
+      try {
+        await Promise.all([holder.open(), other.open()]);
+        const [q, out] = [fx.queue('reuse'), fx.queue('reuse-out')];
+        await other.createQueue(q);
+        await other.createQueue(out);
+        const first = message({ n: 1 });
+        await other.dispatch([{ destination: q, message: first }]);
+        let stale: Receipt | undefined;
+        if (fx.expireLeases) {
+          stale = await receiveOne(holder, q);
+          await fx.expireLeases(q);
+        } else {
+          child = spawnConsumer(spec!, q, { SWITCHYARD_COMPLETE_AFTER_MS: '200', SWITCHYARD_OUT_QUEUE: out });
+          await child.waitFor(`holding ${first.id}`);
+          child.process.kill('SIGSTOP');
+        }
+        const taken = await receiveOne(other, q, 10_000);
+        expect([taken.message.id, taken.deliveryCount]).toEqual([first.id, 2]);
+        await taken.complete();
+        const second = message({ n: 2 });
+        await other.dispatch([{ destination: q, message: second }]);
+        const current = await receiveOne(other, q);
+        expect([current.message.id, current.deliveryCount]).toEqual([second.id, 1]);
+        if (stale) {
+          const failed = await stale.complete([{ destination: out, message: message({ stale: true }) }]).catch((e: unknown) => e);
+          expect(isSwitchyardError(failed, ErrorCodes.LEASE_LOST)).toBe(true);
+          await stale.abandon(); // never throws for a lost lease, and must not release the new message
+        } else {
+          child!.process.kill('SIGCONT');
+          const settled = child!;
+          await waitFor(() => /completed|failed/.test(settled.output()), { timeoutMs: 20_000, what: 'the paused consumer to settle' });
+          expect(child!.output()).toContain(`failed ${ErrorCodes.LEASE_LOST}`);
+        }
+        expect(await other.receive(q, { max: 1, waitMs: 50, signal })).toEqual([]);
+        await current.complete(); // still held by its consumer: the stale holder changed nothing
+        expect(await other.receive(out, { max: 1, waitMs: 50, signal })).toEqual([]);
+        expect(await other.receive(q, { max: 1, waitMs: 50, signal })).toEqual([]);
+      } finally {
+        child?.process.kill('SIGKILL');
+        await Promise.all([holder.close(), other.close()]);
         await fx.cleanup();
       }
     });

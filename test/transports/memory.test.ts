@@ -6,6 +6,10 @@ transportConformance('memory', async () => {
   return {
     create: (options) => memoryTransport({ broker, ...options }),
     queue: (name) => name,
+    expireLeases: async (queue) => {
+      const now = broker.clock.now();
+      for (const stored of broker.queues.get(queue) ?? []) if (stored.visibleAt > now) stored.visibleAt = now;
+    },
     cleanup: async () => undefined,
   };
 });
