@@ -18,6 +18,13 @@ export const Headers = {
   ContentType: 'sy1-content-type',
   DeliverAt: 'sy1-deliver-at',
   TraceParent: 'traceparent',
+  /**
+   * Set by the transport on a stored message it could not read as sent (src/core/wire-headers.ts):
+   * what was wrong. The pipeline sends such a message to the error queue without processing it.
+   */
+  EnvelopeError: 'sy1-envelope-error',
+  /** With EnvelopeError: the stored headers as read (cut short), for operators; never evaluated. */
+  RawHeaders: 'sy1-envelope-raw-headers',
 } as const;
 
 export type Intent = 'send' | 'publish' | 'reply' | 'subscribe' | 'unsubscribe' | 'ready';

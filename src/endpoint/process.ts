@@ -1,5 +1,7 @@
 /**
  * Processing one received message, written out once:
+ *   0. read the envelope (src/core/wire-headers.ts): a message the transport marked unreadable,
+ *      or whose headers are not a string map, goes to the error queue now, no retries
  *   1. parse (limits, allow-listed type, JSON without poisoning keys)   -- fails: error queue now
  *   2. control intents go to the feature that owns them (subscribe, ready, ...)
  *   3. validate the body against the definition's schema               -- fails: error queue now
@@ -18,7 +20,9 @@ import { Headers, type HeaderMap, type Intent } from '../core/headers.js';
 import type { InstanceIdentity } from '../core/identity.js';
 import type { Logger } from '../core/logger.js';
 import type { MessageRegistry } from '../core/messages.js';
-import type { Outgoing, Receipt } from '../core/transport.js';
+import { uuidv7 } from '../core/ids.js';
+import type { Outgoing, Receipt, TransportMessage } from '../core/transport.js';
+import { readEnvelope, safeText } from '../core/wire-headers.js';
 import { validateBody } from '../core/validation.js';
 import { decide, type RecoverabilityConfig } from '../recoverability/policy.js';
 import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders } from '../recoverability/failure-headers.js';
@@ -34,15 +38,25 @@ export interface ProcessDeps extends OutgoingDeps {
   controlFeatures: ReadonlyMap<Intent, EndpointFeature>;
 }
 
-/** `release` is called when only the settlement is left (see Pump). */
-export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void> {
+/** `release` is called when only the settlement is left (see Pump). Never throws. */
+export async function processReceipt(deps: ProcessDeps, received: Receipt, stopSignal: AbortSignal, release: () => void): Promise<void> {
+  // Step 0: a message the transport could not read as sent (or not a string map of headers) goes
+  // to the error queue as it is, unprocessed and without retries: retrying cannot make it readable.
+  const envelope = readEnvelope(received.message, () => `unreadable-${uuidv7()}`);
+  const receipt = envelope.message === received.message ? received : withMessage(received, envelope.message);
   const { message } = receipt;
   let messageType: string | undefined;
-  const intent = message.headers[Headers.Intent] as Intent | undefined;
-  const controlFeature = intent ? deps.controlFeatures.get(intent) : undefined;
+  let controlFeature: EndpointFeature | undefined;
   const outgoing: Outgoing[] = [];
-  const scope = new HandlerScope(deps, receipt, stopSignal, outgoing);
   try {
+    if (envelope.problem !== undefined) {
+      throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `The stored message cannot be read as sent: ${envelope.problem}.`, {
+        fix: `Inspect it with \`switchyard errors show\` (the stored headers are in ${Headers.RawHeaders}) and find what wrote it into the queue; retrying cannot help: delete it, or send its body again with a Switchyard endpoint.`,
+      });
+    }
+    const intent = message.headers[Headers.Intent] as Intent | undefined;
+    controlFeature = intent ? deps.controlFeatures.get(intent) : undefined;
+    const scope = new HandlerScope(deps, receipt, stopSignal, outgoing);
     if (controlFeature) {
       outgoing.push(...(await controlFeature.handleControl!({ message, signal: scope.signal })));
       release();
@@ -60,12 +74,28 @@ export async function processReceipt(deps: ProcessDeps, receipt: Receipt, stopSi
     await settle(deps, receipt, outgoing, 'handled');
   } catch (thrown) {
     if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
-      deps.logger.warn(`message ${message.id} in ${receipt.address}: ${thrown.message}`);
+      deps.logger.warn(`message ${safeText(message.id)} in ${receipt.address}: ${thrown.message}`);
       return;
     }
     release();
-    await recover(deps, receipt, asError(thrown), messageType, controlFeature !== undefined);
+    const forced =
+      envelope.problem !== undefined ? `malformed envelope: ${envelope.problem}` : controlFeature ? 'control message could not be processed' : undefined;
+    await recover(deps, receipt, asError(thrown), messageType, forced);
   }
+}
+
+/** The receipt with a readable copy of its message in place of the one received. */
+function withMessage(receipt: Receipt, message: TransportMessage): Receipt {
+  return {
+    message,
+    address: receipt.address,
+    deliveryCount: receipt.deliveryCount,
+    get signal() {
+      return receipt.signal;
+    },
+    complete: (outgoing) => receipt.complete(outgoing),
+    abandon: (delayMs) => receipt.abandon(delayMs),
+  };
 }
 
 /** Handlers of the enclosed types, nearest type first. */
@@ -181,10 +211,11 @@ async function settle(deps: ProcessDeps, receipt: Receipt, outgoing: Outgoing[],
   await receipt.complete(outgoing);
 }
 
-async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messageType: string | undefined, isControl: boolean): Promise<void> {
+/** `forced`: the reason to go straight to the error queue (a control message, a malformed envelope), bypassing the policy. */
+async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messageType: string | undefined, forced: string | undefined): Promise<void> {
   const { message } = receipt;
-  const action = isControl
-    ? { kind: 'error' as const, reason: 'control message could not be processed' }
+  const action = forced !== undefined
+    ? { kind: 'error' as const, reason: forced }
     : decide(deps.recoverability, {
         error,
         messageType,
@@ -192,7 +223,8 @@ async function recover(deps: ProcessDeps, receipt: Receipt, error: Error, messag
         deliveryCount: receipt.deliveryCount,
         delayedRound: delayedRoundOf(message.headers),
       });
-  const where = `message ${message.id} (${messageType ?? message.headers[Headers.EnclosedTypes] ?? 'unknown type'}) in ${receipt.address}`;
+  // Header values are data: described with safeText, never asked to turn themselves into text.
+  const where = `message ${safeText(message.id)} (${safeText(messageType ?? message.headers[Headers.EnclosedTypes] ?? 'unknown type')}) in ${receipt.address}`;
   // Delayed retries and manual retries from the error queue go back to the public address when
   // the message failed in this instance's own queue, so any instance (any worker behind a
   // distributor) can take them, and a dead instance's queue does not strand them.

@@ -22,6 +22,7 @@ import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
 import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
+import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
 import { QueueSignals } from './queue-signals.js';
@@ -85,17 +86,23 @@ const MIGRATIONS = [
   },
 ] as const;
 
+/** As stored: id, headers and body are whatever the row holds (TEXT columns take any value). */
 interface Row {
   seq: number;
-  id: string;
-  headers: string;
-  body: string;
+  id: unknown;
+  headers: unknown;
+  body: unknown;
   lease_token: number;
   delivery_count: number;
 }
 
-function toMessage(row: Pick<Row, 'id' | 'headers' | 'body'>): TransportMessage {
-  return { id: row.id, headers: JSON.parse(row.headers) as Record<string, string>, body: row.body };
+/**
+ * Never throws, whatever the row holds (another tool or an older version may have written it): a
+ * row that cannot be read as sent comes out marked (see src/core/wire-headers.ts), and the
+ * endpoint moves it to the error queue; the rest of its batch is unaffected.
+ */
+function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): TransportMessage {
+  return decodeStoredMessage(row, `row-${row.seq}`);
 }
 
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
@@ -253,18 +260,23 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async peek(address, { offset, limit }) {
       checkQueue(address);
       const rows = opened()
-        .prepare('SELECT id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?')
+        .prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?')
         .all(address, limit, offset) as Row[];
       return rows.map(toMessage);
     },
     async take(address, ids, replacements) {
       const d = opened();
       // One pass over the queue for all ids (there is no index on id: it would slow every send).
-      const select = d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY seq');
+      // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
+      // message id, or row-<seq>): such rows are selected too and matched on that id here.
+      const select = d.prepare(`SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND (id IN (SELECT value FROM json_each(?))
+        OR typeof(id) != 'text' OR id = '' OR length(id) > ${MAX_ID_CHARS} OR seq IN (SELECT value FROM json_each(?))) ORDER BY seq`);
+      const wanted = new Set(ids);
+      const seqs = ids.flatMap((id) => (/^row-\d{1,15}$/.test(id) ? [Number(id.slice(4))] : []));
       const taken = await committer.run(() => {
-        const rows = select.all(address, JSON.stringify(ids)) as Row[];
+        const rows = (select.all(address, JSON.stringify(ids), JSON.stringify(seqs)) as Row[]).filter((row) => wanted.has(toMessage(row).id));
         const outgoing = replaceRows(rows, (message) => replacements?.(message) ?? []);
-        return { ids: [...new Set(rows.map((row) => row.id))], outgoing };
+        return { ids: [...new Set(rows.map((row) => toMessage(row).id))], outgoing };
       });
       notifyDestinations(taken.outgoing);
       return taken.ids;
