@@ -12,6 +12,7 @@ import { silentLogger } from '../core/logger.js';
 import { defineCommand } from '../core/messages.js';
 import type { Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { createEndpoint } from '../endpoint/endpoint.js';
+import { failedMessages } from '../recoverability/failed-messages.js';
 import { nodeScript } from './node-script.js';
 import { waitFor } from './wait.js';
 
@@ -28,6 +29,12 @@ export interface TransportFixture {
    * from firing during a test). Transports whose leases live in a store the test can reach.
    */
   expireLeases?(queue: string): Promise<void>;
+  /**
+   * Writes a message straight into `queue`'s storage, unchecked, as another tool or a bug might
+   * (id, headers text and body text as given). Transports that can hold arbitrary text join the
+   * hostile-rows property test with it.
+   */
+  injectRaw?(queue: string, raw: { id: string; headers: string; body: string }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -412,6 +419,72 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
         await fx.cleanup();
       }
     });
+
+    it('hostile rows: whatever a stored row holds, the endpoint stays up, handles every valid message once and moves each bad row to the error queue with a reason', async (ctx) => {
+      const fx = await makeFixture();
+      const fc = await import('fast-check').catch(() => undefined);
+      if (!fx.injectRaw || !fc) {
+        await fx.cleanup();
+        return ctx.skip(!fc ? 'fast-check is not installed' : `${name} cannot hold arbitrary stored text (no injectRaw)`);
+      }
+      const Hostile = defineCommand<{ n: number }>('Conformance.Hostile');
+      const typeHeader = 'sy1-enclosed-types';
+      const inspector = fx.create();
+      await inspector.open();
+      const json = fc.jsonValue({ maxDepth: 2 });
+      const headersText = fc.oneof(
+        fc.string({ maxLength: 40 }).filter((t) => { try { JSON.parse(t); return false; } catch { return true; } }), // not JSON
+        fc.constantFrom('null', '[]', '"text"', '42', 'true', '[{"a":1}]'), // JSON, not an object
+        fc.dictionary(fc.string({ maxLength: 12 }), json, { maxKeys: 5 }).map((d) => JSON.stringify({ ...d, [typeHeader]: { toString: 1 } })), // non-string values
+        fc.dictionary(fc.string({ maxLength: 12 }), fc.string({ maxLength: 20 }), { maxKeys: 5 }).map((d) => JSON.stringify({ ...d, [typeHeader]: 'Conformance.Unknown' })), // unknown type
+        fc.constant(JSON.stringify({ [typeHeader]: 'Conformance.Hostile', big: 'x'.repeat(20_000) })), // over the header limit
+      );
+      const row = fc.record({ missingId: fc.boolean(), headers: headersText, body: fc.oneof(fc.string({ maxLength: 30 }), json.map((v) => JSON.stringify(v) ?? '')) });
+      let run = 0;
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.array(row, { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 4 }), async (rows, valid) => {
+            run += 1;
+            const endpointName = fx.queue(`Hostile${run}`);
+            const errorQueue = fx.queue(`hostile-error-${run}`);
+            const handled = new Map<number, number>();
+            const endpoint = createEndpoint({
+              name: endpointName,
+              transport: fx.create(),
+              logger: silentLogger,
+              routes: { 'Conformance.*': endpointName },
+              recoverability: { errorQueue },
+              handlers: [handle(Hostile, (m) => void handled.set(m.n, (handled.get(m.n) ?? 0) + 1))],
+            });
+            await inspector.createQueue(endpointName);
+            await inspector.createQueue(errorQueue);
+            for (const [i, r] of rows.entries()) await fx.injectRaw!(endpointName, { id: r.missingId ? '' : `bad-${run}-${i}`, headers: r.headers, body: r.body });
+            // peek reads every row, whatever it holds
+            expect((await inspector.admin!.peek(endpointName, { offset: 0, limit: 100 })).length).toBe(rows.length);
+            try {
+              await endpoint.start();
+              for (let n = 0; n < valid; n++) await endpoint.send(Hostile, { n });
+              await waitFor(async () => (await inspector.admin!.depth(endpointName)) === 0 && (await inspector.admin!.depth(errorQueue)) === rows.length, {
+                what: `${rows.length} bad rows in ${errorQueue} and none left in ${endpointName}`,
+              });
+              expect(endpoint.status).toBe('running');
+              expect([...handled.entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: valid }, (_, n) => [n, 1]));
+              const failed = await inspector.admin!.peek(errorQueue, { offset: 0, limit: 100 });
+              for (const m of failed) expect(typeof m.headers['sy1-failure-reason']).toBe('string');
+              const listed = await failedMessages(inspector, { errorQueue }).list({ limit: 100 });
+              expect(listed.total).toBe(rows.length);
+              for (const m of listed.messages) expect(m.reason).toBeTruthy();
+            } finally {
+              await endpoint.stop();
+            }
+          }),
+          { numRuns: 12, seed: Number(process.env.SWITCHYARD_FC_SEED ?? 16), endOnFailure: true },
+        );
+      } finally {
+        await inspector.close();
+        await fx.cleanup();
+      }
+    }, 60_000);
 
     it('closes twice without error', async () => {
       const fx = await makeFixture();

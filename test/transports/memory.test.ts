@@ -10,6 +10,7 @@ transportConformance('memory', async () => {
       const now = broker.clock.now();
       for (const stored of broker.queues.get(queue) ?? []) if (stored.visibleAt > now) stored.visibleAt = now;
     },
+    injectRaw: async (queue, raw) => broker.injectRaw(queue, raw),
     cleanup: async () => undefined,
   };
 });

@@ -29,6 +29,9 @@ transportConformance('sqlite', async () => {
     expireLeases: async (queue) => {
       direct((db) => db.prepare('UPDATE sy_messages SET visible_at = 0 WHERE queue = ? AND visible_at > ?').run(queue, Date.now()));
     },
+    injectRaw: async (queue, { id, headers, body }) => {
+      direct((db) => db.prepare('INSERT INTO sy_messages (queue, id, headers, body, visible_at) VALUES (?, ?, ?, ?, 0)').run(queue, id, headers, body));
+    },
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   };
 });
