@@ -10,6 +10,7 @@
  */
 import type { Command } from 'commander';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import { Headers } from '../core/headers.js';
 import type { FailedMessage, FailedMessageFilter, FailedMessageSummary } from '../recoverability/failed-message.js';
 import { failedMessages, type FailedMessageOutcome, type FailedMessages } from '../recoverability/failed-messages.js';
 import { addStoreOptions, connect } from './connect.js';
@@ -140,8 +141,11 @@ function printShow(m: FailedMessage): void {
   for (const [name, value] of fields) console.log(`${name.padEnd(13)} ${clean(value)}`);
   console.log('\nheaders');
   for (const [name, value] of Object.entries(m.headers).sort(([a], [b]) => a.localeCompare(b))) {
-    if (name !== 'sy1-failure-stack') console.log(`  ${clean(name)}: ${clean(value, 200)}`);
+    if (name !== 'sy1-failure-stack' && name !== Headers.RawHeaders) console.log(`  ${clean(name)}: ${clean(value, 200)}`);
   }
+  // A message the transport could not read as sent: its stored headers as they were (data, shown, never evaluated).
+  const raw = m.headers[Headers.RawHeaders];
+  if (raw !== undefined) console.log(`\nraw headers (as stored)\n${cleanBlock(raw)}`);
   console.log(`\nstack\n${cleanBlock(m.stack ?? '(none)')}`);
   console.log(`\nbody (${Buffer.byteLength(m.body)} bytes)\n${cleanBlock(m.body.length > 4000 ? `${m.body.slice(0, 4000)}… (truncated; --json shows all)` : m.body)}`);
 }

@@ -19,6 +19,13 @@ export const Headers = {
   DeliverAt: 'sy1-deliver-at',
   TraceParent: 'traceparent',
   TraceState: 'tracestate',
+  /**
+   * Set by the transport on a stored message it could not read as sent (src/core/wire-headers.ts):
+   * what was wrong. The pipeline sends such a message to the error queue without processing it.
+   */
+  EnvelopeError: 'sy1-envelope-error',
+  /** With EnvelopeError: the stored headers as read (cut short), for operators; never evaluated. */
+  RawHeaders: 'sy1-envelope-raw-headers',
 } as const;
 
 /** How a message was sent. Control messages carry a kind a feature registered instead (`subscribe`, `ready`, ...). */

@@ -21,6 +21,7 @@ import type { Address } from './identity.js';
 import { sleep } from './leases.js';
 import type { Logger } from './logger.js';
 import type { Receipt, Transport } from './transport.js';
+import { safeText } from './wire-headers.js';
 
 export interface PumpOptions {
   transport: Transport;
@@ -123,7 +124,7 @@ export class Pump {
       this.startHeld();
       this.wakeSlotWaiters();
     };
-    const tracked = this.options.process(receipt, this.forced.signal, release).finally(() => {
+    const tracked = this.processSafely(receipt, release).finally(() => {
       this.inFlight.delete(tracked);
       if (!released) {
         release();
@@ -135,6 +136,23 @@ export class Pump {
       this.wakeSlotWaiters();
     });
     this.inFlight.set(tracked, receipt);
+  }
+
+  /**
+   * process() must not throw; if it does anyway (a bug), the loop and the process stay up: the
+   * error is logged and the message, left unsettled, comes back when its lease runs out.
+   */
+  private processSafely(receipt: Receipt, release: () => void): Promise<void> {
+    const failed = (error: unknown) => {
+      const text = safeText(error instanceof Error ? error.message : error);
+      this.options.logger.error(`processing a message from ${receipt.address} failed unexpectedly (${text}); it will be delivered again after its lease`);
+    };
+    try {
+      return this.options.process(receipt, this.forced.signal, release).catch(failed);
+    } catch (error) {
+      failed(error);
+      return Promise.resolve();
+    }
   }
 
   private wakeSlotWaiters(): void {

@@ -2,8 +2,9 @@
  * The incoming pipeline, one list in this order (each step wraps the ones after it):
  *   settle        after the rest succeeded: commit the unit of work (completion + sends + the
  *                 handlers' own writes); on a throw: recoverability (src/recoverability/settle.ts)
- *   decode        header and body limits; the message kind: a control kind a feature registered,
- *                 or a message whose enclosed types must be readable
+ *   decode        a message the transport could not read as sent (src/core/wire-headers.ts) goes
+ *                 to the error queue unprocessed; header and body limits; the message kind: a
+ *                 control kind a feature registered, or a message whose enclosed types are readable
  *   control       a control message goes to its feature; its path ends here
  *   validate      allow-listed type, JSON body (no prototype poisoning), the Standard Schema
  *   unit-of-work  opens the storage session the handlers' writes join (where there is one)
@@ -22,6 +23,8 @@ import type { MessageDefinition } from '../core/messages.js';
 import type { IncomingContext, PipelineStep } from '../core/pipeline.js';
 import type { Outgoing, Receipt, StorageSession, TransportMessage } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
+import { uuidv7 } from '../core/ids.js';
+import { readEnvelope } from '../core/wire-headers.js';
 import { attemptsOf } from '../recoverability/failure-headers.js';
 import type { RecoverabilityConfig } from '../recoverability/policy.js';
 import { settle } from '../recoverability/settle.js';
@@ -45,6 +48,10 @@ export class IncomingMessage implements IncomingContext {
   /** Set by decode when the message is a feature's control message. */
   control: EndpointFeature | undefined;
   readonly outgoing: Outgoing[] = [];
+  /** The message with a plain string map of headers: as received, or a safe copy of it. */
+  readonly message: TransportMessage;
+  /** What the transport or the envelope check found wrong with it (it then goes to the error queue as it is). */
+  readonly envelopeProblem: string | undefined;
   #session: (() => StorageSession | undefined) | undefined;
   #signal: AbortSignal | undefined;
   #sends: OutgoingBuilder | undefined;
@@ -55,10 +62,10 @@ export class IncomingMessage implements IncomingContext {
     private readonly stopSignal: AbortSignal,
     /** Frees the pump's slot: only the settlement is left. */
     readonly release: () => void,
-  ) {}
-
-  get message(): TransportMessage {
-    return this.receipt.message;
+  ) {
+    const envelope = readEnvelope(receipt.message, () => `unreadable-${uuidv7()}`);
+    this.message = envelope.message;
+    this.envelopeProblem = envelope.problem;
   }
 
   get queue() {
@@ -70,7 +77,7 @@ export class IncomingMessage implements IncomingContext {
   }
 
   get attempts(): number {
-    return attemptsOf(this.receipt.message.headers, this.receipt.deliveryCount);
+    return attemptsOf(this.message.headers, this.receipt.deliveryCount);
   }
 
   /** Made on first use: most handlers never look at it. */
@@ -89,7 +96,7 @@ export class IncomingMessage implements IncomingContext {
 
   /** What handlers send: collected here, and left with the commit. */
   get sends(): OutgoingBuilder {
-    return (this.#sends ??= new OutgoingBuilder(this.deps, this.receipt.message, async (batch) => void this.outgoing.push(...batch)));
+    return (this.#sends ??= new OutgoingBuilder(this.deps, this.message, async (batch) => void this.outgoing.push(...batch)));
   }
 }
 
@@ -97,6 +104,11 @@ const decode: PipelineStep<IncomingMessage> = {
   name: 'decode',
   async run(ctx, next) {
     const { message, deps } = ctx;
+    if (ctx.envelopeProblem !== undefined) {
+      throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `The stored message cannot be read as sent: ${ctx.envelopeProblem}.`, {
+        fix: `Inspect it with \`switchyard errors show\` (the stored headers are in ${Headers.RawHeaders}) and find what wrote it into the queue; retrying cannot help: delete it, or send its body again with a Switchyard endpoint.`,
+      });
+    }
     checkHeaders(message.headers, deps.limits);
     checkBodySize(message.body, deps.limits);
     const kind = message.headers[Headers.Intent];

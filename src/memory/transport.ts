@@ -16,6 +16,7 @@ import type {
   TransportMessage,
 } from '../core/transport.js';
 import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
+import { decodeStoredMessage, type StoredMessage as StoredRaw } from '../core/wire-headers.js';
 
 interface StoredMessage {
   seq: number;
@@ -60,6 +61,19 @@ export class MemoryBroker {
       targets[i]!.push({ seq: ++this.seq, message: o.message, visibleAt: o.deliverAt ?? now, token: 0, deliveryCount: 0 });
     });
     for (const o of batch) if (!isTopicOutgoing(o)) this.wake(o.destination);
+  }
+
+  /**
+   * Stores a message as another tool or a bug might have written it: id, headers (JSON text or
+   * anything else) and body unchecked. It is read the way a durable transport reads its rows
+   * (src/core/wire-headers.ts), so what cannot be read as sent arrives marked, and the endpoint
+   * moves it to the error queue. For tests of hostile input.
+   */
+  injectRaw(address: Address, stored: StoredRaw): void {
+    const seq = ++this.seq;
+    const message = decodeStoredMessage(stored, `row-${seq}`);
+    this.queue(address).push({ seq, message, visibleAt: this.clock.now(), token: 0, deliveryCount: 0 });
+    this.wake(address);
   }
 
   wake(address: Address): void {

@@ -5,6 +5,7 @@
  */
 import { Headers, type HeaderMap } from '../core/headers.js';
 import type { TransportMessage } from '../core/transport.js';
+import { safeText } from '../core/wire-headers.js';
 import { FailureHeaders } from './failure-headers.js';
 
 export interface FailedMessageSummary {
@@ -64,28 +65,41 @@ function date(raw: string | undefined): Date | undefined {
 }
 
 function enclosedTypesOf(headers: Readonly<HeaderMap>): string[] {
-  return (headers[Headers.EnclosedTypes] ?? '').split(',').filter((t) => t.length > 0);
+  return (text(headers[Headers.EnclosedTypes]) ?? '').split(',').filter((t) => t.length > 0);
+}
+
+/** A header value when it is a string. Transports hand over string maps, but a listing must never fail on one message. */
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Only the string-valued headers, from whatever the transport handed over. */
+function stringHeaders(headers: unknown): Readonly<HeaderMap> {
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) return {};
+  const entries = Object.entries(headers as Record<string, unknown>);
+  return entries.every(([, v]) => typeof v === 'string') ? (headers as HeaderMap) : Object.fromEntries(entries.filter((e): e is [string, string] => typeof e[1] === 'string'));
 }
 
 export function describeFailedMessage(message: TransportMessage): FailedMessage {
-  const h = message.headers;
+  const h = stringHeaders(message.headers);
   return {
-    id: message.id,
+    id: typeof message.id === 'string' ? message.id : safeText(message.id),
     messageType: enclosedTypesOf(h)[0],
-    failedQueue: h[FailureHeaders.FailedQueue],
-    endpoint: h[FailureHeaders.ProcessingEndpoint],
-    instance: h[FailureHeaders.ProcessingInstance],
-    exceptionType: h[FailureHeaders.ExceptionType],
-    exceptionCode: h[FailureHeaders.ExceptionCode],
-    exceptionMessage: h[FailureHeaders.ExceptionMessage],
-    reason: h[FailureHeaders.Reason],
-    failedAt: date(h[FailureHeaders.TimeOfFailure]),
-    immediateAttempts: count(h[FailureHeaders.ImmediateAttempts]),
-    delayedRetries: count(h[FailureHeaders.DelayedRound]),
-    manualRetries: count(h[FailureHeaders.RetryCount]),
-    stack: h[FailureHeaders.ExceptionStack],
+    failedQueue: text(h[FailureHeaders.FailedQueue]),
+    endpoint: text(h[FailureHeaders.ProcessingEndpoint]),
+    instance: text(h[FailureHeaders.ProcessingInstance]),
+    exceptionType: text(h[FailureHeaders.ExceptionType]),
+    exceptionCode: text(h[FailureHeaders.ExceptionCode]),
+    exceptionMessage: text(h[FailureHeaders.ExceptionMessage]),
+    // A row put straight into the error queue has no failure headers: what made it unreadable is the reason.
+    reason: text(h[FailureHeaders.Reason]) ?? text(h[Headers.EnvelopeError]),
+    failedAt: date(text(h[FailureHeaders.TimeOfFailure])),
+    immediateAttempts: count(text(h[FailureHeaders.ImmediateAttempts])),
+    delayedRetries: count(text(h[FailureHeaders.DelayedRound])),
+    manualRetries: count(text(h[FailureHeaders.RetryCount])),
+    stack: text(h[FailureHeaders.ExceptionStack]),
     headers: h,
-    body: message.body,
+    body: typeof message.body === 'string' ? message.body : safeText(message.body, Number.MAX_SAFE_INTEGER),
   };
 }
 

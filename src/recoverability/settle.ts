@@ -16,6 +16,7 @@ import type { SettleOutcome } from '../core/feature.js';
 import { Headers } from '../core/headers.js';
 import type { PipelineStep } from '../core/pipeline.js';
 import type { Outgoing } from '../core/transport.js';
+import { safeText } from '../core/wire-headers.js';
 import type { IncomingMessage } from '../endpoint/incoming.js';
 import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders, immediateRetryHeaders } from './failure-headers.js';
 import { decide, type RecoverabilityAction } from './policy.js';
@@ -29,7 +30,7 @@ export const settle: PipelineStep<IncomingMessage> = {
       await complete(ctx, ctx.outgoing, 'handled');
     } catch (thrown) {
       if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
-        ctx.deps.logger.warn(`message ${ctx.message.id} in ${ctx.queue}: ${thrown.message}`);
+        ctx.deps.logger.warn(`message ${safeText(ctx.message.id)} in ${ctx.queue}: ${thrown.message}`);
         return;
       }
       ctx.release();
@@ -48,6 +49,8 @@ async function complete(ctx: IncomingMessage, outgoing: Outgoing[], outcome: Set
 }
 
 function decision(ctx: IncomingMessage, error: Error, attempts: number): RecoverabilityAction {
+  // Retrying cannot make an unreadable message readable, and a policy must not be handed its headers.
+  if (ctx.envelopeProblem !== undefined) return { kind: 'error', reason: `malformed envelope: ${ctx.envelopeProblem}` };
   return decide(ctx.deps.recoverability, {
     error,
     messageType: ctx.definition?.typeName,
@@ -61,7 +64,8 @@ async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
   const { deps, message, receipt } = ctx;
   const attempts = ctx.attempts;
   const action = decision(ctx, error, attempts);
-  const where = `message ${message.id} (${ctx.definition?.typeName ?? (ctx.types.join(',') || message.headers[Headers.EnclosedTypes]) ?? 'unknown type'}) in ${ctx.queue}`;
+  // Header values are data: described with safeText, never asked to turn themselves into text.
+  const where = `message ${safeText(message.id)} (${safeText(ctx.definition?.typeName ?? (ctx.types.join(',') || message.headers[Headers.EnclosedTypes]) ?? 'unknown type')}) in ${ctx.queue}`;
   // Delayed retries and manual retries from the error queue go back to the public address when
   // the message failed in this instance's own queue, so any instance (any worker behind a
   // distributor) can take them, and a dead instance's queue does not strand them.

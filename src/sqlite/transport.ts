@@ -11,6 +11,10 @@
  * - complete: DELETE WHERE seq AND lease_token (0 rows: SY_ERR_LEASE_LOST, savepoint rolls back
  *            the sends queued with it), then the enqueues of the handler's outgoing messages
  * - abandon: UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
+ *
+ * Fencing: seq is AUTOINCREMENT (migration 2), never reused, and lease_token only grows for a
+ * seq, so a (seq, lease_token) pair names one lease of one message, once: a holder paused past
+ * its lease can never settle, renew or abandon a later lease, of its message or of another.
  */
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -18,6 +22,7 @@ import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
 import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
+import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
 import { QueueSignals } from './queue-signals.js';
@@ -47,19 +52,57 @@ const MIGRATIONS = [
       );
       CREATE INDEX sy_messages_ready ON sy_messages (queue, visible_at, seq);`,
   },
+  {
+    // Fencing: without AUTOINCREMENT SQLite gives a new row max(seq) + 1, so completing the newest
+    // row handed its seq to the next message, whose lease_token counts from 0 again: a stale
+    // holder's "seq + token" could match that message once claimed. AUTOINCREMENT never reuses a
+    // seq, so (seq, lease_token) names one lease of one message for the life of the database.
+    // SQLite cannot add AUTOINCREMENT to a table: it is rebuilt in place, messages kept, inside the
+    // migration's IMMEDIATE transaction (another process opening meanwhile waits, then skips it).
+    // Seqs of rows deleted before this migration are recorded nowhere, so new seqs start 2^40 above
+    // the highest one left: a holder paused across the migration cannot meet its seq again.
+    // Not breaking: code at version 1 reads and writes the rebuilt table unchanged (and, from now
+    // on, never reuses a seq either).
+    version: 2,
+    breaking: false,
+    sql: `
+      CREATE TABLE sy_messages_v2 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        id TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        body TEXT NOT NULL,
+        visible_at INTEGER NOT NULL,
+        lease_token INTEGER NOT NULL DEFAULT 0,
+        delivery_count INTEGER NOT NULL DEFAULT 0
+      );
+      INSERT INTO sy_messages_v2 (seq, queue, id, headers, body, visible_at, lease_token, delivery_count)
+        SELECT seq, queue, id, headers, body, visible_at, lease_token, delivery_count FROM sy_messages;
+      DROP TABLE sy_messages;
+      ALTER TABLE sy_messages_v2 RENAME TO sy_messages;
+      CREATE INDEX sy_messages_ready ON sy_messages (queue, visible_at, seq);
+      DELETE FROM sqlite_sequence WHERE name IN ('sy_messages', 'sy_messages_v2');
+      INSERT INTO sqlite_sequence (name, seq) SELECT 'sy_messages', COALESCE(MAX(seq), 0) + 1099511627776 FROM sy_messages;`,
+  },
 ] as const;
 
+/** As stored: id, headers and body are whatever the row holds (TEXT columns take any value). */
 interface Row {
   seq: number;
-  id: string;
-  headers: string;
-  body: string;
+  id: unknown;
+  headers: unknown;
+  body: unknown;
   lease_token: number;
   delivery_count: number;
 }
 
-function toMessage(row: Pick<Row, 'id' | 'headers' | 'body'>): TransportMessage {
-  return { id: row.id, headers: JSON.parse(row.headers) as Record<string, string>, body: row.body };
+/**
+ * Never throws, whatever the row holds (another tool or an older version may have written it): a
+ * row that cannot be read as sent comes out marked (see src/core/wire-headers.ts), and the
+ * endpoint moves it to the error queue; the rest of its batch is unaffected.
+ */
+function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): TransportMessage {
+  return decodeStoredMessage(row, `row-${row.seq}`);
 }
 
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
@@ -217,18 +260,23 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async peek(address, { offset, limit }) {
       checkQueue(address);
       const rows = opened()
-        .prepare('SELECT id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?')
+        .prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?')
         .all(address, limit, offset) as Row[];
       return rows.map(toMessage);
     },
     async take(address, ids, replacements) {
       const d = opened();
       // One pass over the queue for all ids (there is no index on id: it would slow every send).
-      const select = d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY seq');
+      // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
+      // message id, or row-<seq>): such rows are selected too and matched on that id here.
+      const select = d.prepare(`SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND (id IN (SELECT value FROM json_each(?))
+        OR typeof(id) != 'text' OR id = '' OR length(id) > ${MAX_ID_CHARS} OR seq IN (SELECT value FROM json_each(?))) ORDER BY seq`);
+      const wanted = new Set(ids);
+      const seqs = ids.flatMap((id) => (/^row-\d{1,15}$/.test(id) ? [Number(id.slice(4))] : []));
       const taken = await committer.run(() => {
-        const rows = select.all(address, JSON.stringify(ids)) as Row[];
+        const rows = (select.all(address, JSON.stringify(ids), JSON.stringify(seqs)) as Row[]).filter((row) => wanted.has(toMessage(row).id));
         const outgoing = replaceRows(rows, (message) => replacements?.(message) ?? []);
-        return { ids: [...new Set(rows.map((row) => row.id))], outgoing };
+        return { ids: [...new Set(rows.map((row) => toMessage(row).id))], outgoing };
       });
       notifyDestinations(taken.outgoing);
       return taken.ids;

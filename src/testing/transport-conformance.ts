@@ -12,6 +12,7 @@ import { silentLogger } from '../core/logger.js';
 import { defineCommand } from '../core/messages.js';
 import type { Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { createEndpoint } from '../endpoint/endpoint.js';
+import { failedMessages } from '../recoverability/failed-messages.js';
 import { nodeScript } from './node-script.js';
 import { waitFor } from './wait.js';
 
@@ -22,6 +23,18 @@ export interface TransportFixture {
   childSpec?(options: { leaseMs: number }): { module: string; factory: string; options: unknown };
   /** Queue names unique to this fixture, so runs can share a broker. */
   queue(name: string): string;
+  /**
+   * Makes every lease held in `queue` run out now, as if its holders had paused past it (their
+   * receipts stay in this process and renew only on their timer, which a lease of a minute keeps
+   * from firing during a test). Transports whose leases live in a store the test can reach.
+   */
+  expireLeases?(queue: string): Promise<void>;
+  /**
+   * Writes a message straight into `queue`'s storage, unchecked, as another tool or a bug might
+   * (id, headers text and body text as given). Transports that can hold arbitrary text join the
+   * hostile-rows property test with it.
+   */
+  injectRaw?(queue: string, raw: { id: string; headers: string; body: string }): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -280,6 +293,63 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
       }
     });
 
+    it('a stale completion after the row was reused changes nothing', async (ctx) => {
+      // A holder paused past its lease; meanwhile another consumer took the message and completed
+      // it, and a new message arrived (on a store that reuses ids, in the same row id, and with the
+      // same lease count). The stale holder's completion and abandon must not touch the new one.
+      const fx = await makeFixture();
+      const spec = fx.expireLeases ? undefined : fx.childSpec?.({ leaseMs: 400 });
+      if (!fx.expireLeases && !spec) {
+        await fx.cleanup();
+        ctx.skip(`${name} has neither expireLeases nor a consumer process to pause: no way to make a holder stale`);
+      }
+      const holder = fx.create({ leaseMs: 60_000 });
+      const other = fx.create({ leaseMs: 60_000 });
+      let child: ReturnType<typeof spawnConsumer> | undefined;
+      try {
+        await Promise.all([holder.open(), other.open()]);
+        const [q, out] = [fx.queue('reuse'), fx.queue('reuse-out')];
+        await other.createQueue(q);
+        await other.createQueue(out);
+        const first = message({ n: 1 });
+        await other.dispatch([{ destination: q, message: first }]);
+        let stale: Receipt | undefined;
+        if (fx.expireLeases) {
+          stale = await receiveOne(holder, q);
+          await fx.expireLeases(q);
+        } else {
+          child = spawnConsumer(spec!, q, { SWITCHYARD_COMPLETE_AFTER_MS: '200', SWITCHYARD_OUT_QUEUE: out });
+          await child.waitFor(`holding ${first.id}`);
+          child.process.kill('SIGSTOP');
+        }
+        const taken = await receiveOne(other, q, 10_000);
+        expect([taken.message.id, taken.deliveryCount]).toEqual([first.id, 2]);
+        await taken.complete();
+        const second = message({ n: 2 });
+        await other.dispatch([{ destination: q, message: second }]);
+        const current = await receiveOne(other, q);
+        expect([current.message.id, current.deliveryCount]).toEqual([second.id, 1]);
+        if (stale) {
+          const failed = await stale.complete([{ destination: out, message: message({ stale: true }) }]).catch((e: unknown) => e);
+          expect(isSwitchyardError(failed, ErrorCodes.LEASE_LOST)).toBe(true);
+          await stale.abandon(); // never throws for a lost lease, and must not release the new message
+        } else {
+          child!.process.kill('SIGCONT');
+          const settled = child!;
+          await waitFor(() => /completed|failed/.test(settled.output()), { timeoutMs: 20_000, what: 'the paused consumer to settle' });
+          expect(child!.output()).toContain(`failed ${ErrorCodes.LEASE_LOST}`);
+        }
+        expect(await other.receive(q, { max: 1, waitMs: 50, signal })).toEqual([]);
+        await current.complete(); // still held by its consumer: the stale holder changed nothing
+        expect(await other.receive(out, { max: 1, waitMs: 50, signal })).toEqual([]);
+        expect(await other.receive(q, { max: 1, waitMs: 50, signal })).toEqual([]);
+      } finally {
+        child?.process.kill('SIGKILL');
+        await Promise.all([holder.close(), other.close()]);
+        await fx.cleanup();
+      }
+    });
+
     it('delivers again the message of a consumer process killed with SIGKILL mid-handler', async (ctx) => {
       const fx = await makeFixture();
       const spec = fx.childSpec?.({ leaseMs: 500 });
@@ -349,6 +419,72 @@ export function transportConformance(name: string, makeFixture: () => Promise<Tr
         await fx.cleanup();
       }
     });
+
+    it('hostile rows: whatever a stored row holds, the endpoint stays up, handles every valid message once and moves each bad row to the error queue with a reason', async (ctx) => {
+      const fx = await makeFixture();
+      const fc = await import('fast-check').catch(() => undefined);
+      if (!fx.injectRaw || !fc) {
+        await fx.cleanup();
+        return ctx.skip(!fc ? 'fast-check is not installed' : `${name} cannot hold arbitrary stored text (no injectRaw)`);
+      }
+      const Hostile = defineCommand<{ n: number }>('Conformance.Hostile');
+      const typeHeader = 'sy1-enclosed-types';
+      const inspector = fx.create();
+      await inspector.open();
+      const json = fc.jsonValue({ maxDepth: 2 });
+      const headersText = fc.oneof(
+        fc.string({ maxLength: 40 }).filter((t) => { try { JSON.parse(t); return false; } catch { return true; } }), // not JSON
+        fc.constantFrom('null', '[]', '"text"', '42', 'true', '[{"a":1}]'), // JSON, not an object
+        fc.dictionary(fc.string({ maxLength: 12 }), json, { maxKeys: 5 }).map((d) => JSON.stringify({ ...d, [typeHeader]: { toString: 1 } })), // non-string values
+        fc.dictionary(fc.string({ maxLength: 12 }), fc.string({ maxLength: 20 }), { maxKeys: 5 }).map((d) => JSON.stringify({ ...d, [typeHeader]: 'Conformance.Unknown' })), // unknown type
+        fc.constant(JSON.stringify({ [typeHeader]: 'Conformance.Hostile', big: 'x'.repeat(20_000) })), // over the header limit
+      );
+      const row = fc.record({ missingId: fc.boolean(), headers: headersText, body: fc.oneof(fc.string({ maxLength: 30 }), json.map((v) => JSON.stringify(v) ?? '')) });
+      let run = 0;
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.array(row, { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 4 }), async (rows, valid) => {
+            run += 1;
+            const endpointName = fx.queue(`Hostile${run}`);
+            const errorQueue = fx.queue(`hostile-error-${run}`);
+            const handled = new Map<number, number>();
+            const endpoint = createEndpoint({
+              name: endpointName,
+              transport: fx.create(),
+              logger: silentLogger,
+              routes: { 'Conformance.*': endpointName },
+              recoverability: { errorQueue },
+              handlers: [handle(Hostile, (m) => void handled.set(m.n, (handled.get(m.n) ?? 0) + 1))],
+            });
+            await inspector.createQueue(endpointName);
+            await inspector.createQueue(errorQueue);
+            for (const [i, r] of rows.entries()) await fx.injectRaw!(endpointName, { id: r.missingId ? '' : `bad-${run}-${i}`, headers: r.headers, body: r.body });
+            // peek reads every row, whatever it holds
+            expect((await inspector.admin!.peek(endpointName, { offset: 0, limit: 100 })).length).toBe(rows.length);
+            try {
+              await endpoint.start();
+              for (let n = 0; n < valid; n++) await endpoint.send(Hostile, { n });
+              await waitFor(async () => (await inspector.admin!.depth(endpointName)) === 0 && (await inspector.admin!.depth(errorQueue)) === rows.length, {
+                what: `${rows.length} bad rows in ${errorQueue} and none left in ${endpointName}`,
+              });
+              expect(endpoint.status).toBe('running');
+              expect([...handled.entries()].sort(([a], [b]) => a - b)).toEqual(Array.from({ length: valid }, (_, n) => [n, 1]));
+              const failed = await inspector.admin!.peek(errorQueue, { offset: 0, limit: 100 });
+              for (const m of failed) expect(typeof m.headers['sy1-failure-reason']).toBe('string');
+              const listed = await failedMessages(inspector, { errorQueue }).list({ limit: 100 });
+              expect(listed.total).toBe(rows.length);
+              for (const m of listed.messages) expect(m.reason).toBeTruthy();
+            } finally {
+              await endpoint.stop();
+            }
+          }),
+          { numRuns: 12, seed: Number(process.env.SWITCHYARD_FC_SEED ?? 16), endOnFailure: true },
+        );
+      } finally {
+        await inspector.close();
+        await fx.cleanup();
+      }
+    }, 60_000);
 
     it('closes twice without error', async () => {
       const fx = await makeFixture();

@@ -6,6 +6,11 @@ const fixture = async (): Promise<TransportFixture> => {
   return {
     create: (options) => memoryTransport({ broker, ...options }),
     queue: (name) => name,
+    expireLeases: async (queue) => {
+      const now = broker.clock.now();
+      for (const stored of broker.queues.get(queue) ?? []) if (stored.visibleAt > now) stored.visibleAt = now;
+    },
+    injectRaw: async (queue, raw) => broker.injectRaw(queue, raw),
     cleanup: async () => undefined,
   };
 };
