@@ -174,14 +174,19 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     });
     return ready;
   };
-  /** Runs a query after the migration; when the tables turn out to be gone, the next call migrates again. */
+  /**
+   * Runs a query after the migration. When the tables turn out to be gone (dropped, restored
+   * database), the call wrote nothing: migrate again and retry it once.
+   */
   async function run<T>(body: () => Promise<T>): Promise<T> {
     await ensure();
     try {
       return await body();
     } catch (error) {
-      if (MISSING.has((error as { code?: string }).code ?? '')) ready = undefined;
-      throw error;
+      if (!MISSING.has((error as { code?: string }).code ?? '')) throw error;
+      ready = undefined;
+      await ensure();
+      return body();
     }
   }
 
