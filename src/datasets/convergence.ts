@@ -4,7 +4,7 @@
  * `departed` instead of blocking a wait forever.
  */
 import type { Clock } from '../core/clock.js';
-import type { Membership, ReplicaReport } from './store.js';
+import type { Membership, ReplicaFailure, ReplicaReport } from './store.js';
 
 export interface ReplicaStatus {
   readonly instance: string;
@@ -15,6 +15,10 @@ export interface ReplicaStatus {
   readonly live: boolean;
   /** The replica said it could not confirm it is current within its staleness bound. */
   readonly stale: boolean;
+  /** Its applied version belongs to an earlier store generation (the store lost data; it is resyncing). */
+  readonly staleGeneration: boolean;
+  /** An onChange listener keeps throwing at this version: the replica is held below it and retries. */
+  readonly failing?: ReplicaFailure;
   readonly lastHeartbeatAt: number;
 }
 
@@ -42,14 +46,19 @@ export function describeReplicas(membership: Membership, now: number): ReplicaSt
     lag: Math.max(0, membership.head - r.applied),
     live: r.reportedAt + r.leaseMs > now,
     stale: r.stale,
+    staleGeneration: !!r.generation && !!membership.generation && r.generation !== membership.generation,
+    ...(r.failing ? { failing: r.failing } : {}),
     lastHeartbeatAt: r.reportedAt,
   }));
 }
 
+/** Has the replica applied `version` of the store's current history? */
+const reached = (r: ReplicaStatus, version: number) => r.applied >= version && !r.staleGeneration;
+
 export function convergenceOf(version: number, replicas: readonly ReplicaStatus[]): Convergence {
   const live = replicas.filter((r) => r.live);
-  const departed = replicas.filter((r) => !r.live && r.applied < version);
-  const lagging = live.filter((r) => r.applied < version);
+  const departed = replicas.filter((r) => !r.live && !reached(r, version));
+  const lagging = live.filter((r) => !reached(r, version));
   return lagging.length === 0
     ? { converged: true, version, replicas: live, departed }
     : { converged: false, version, lagging, departed };

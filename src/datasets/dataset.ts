@@ -11,7 +11,7 @@ import { convergenceOf, describeReplicas, pollUntil, type Convergence, type Repl
 import { checkDatasetName, checkRecord } from './records.js';
 import { createReplica, type DatasetChange, type Entry, type StageValidator } from './replica.js';
 import { createStager, type StageOptions, type StageOutcome, type StagedChange } from './stage.js';
-import type { DatasetStore, EntryOp, JsonValue, Snapshot } from './store.js';
+import type { DatasetStore, EntryOp, JsonValue, ReplicaFailure, Snapshot } from './store.js';
 
 /** A key change in a write; values must be JSON-serialisable. `ifVersion` 0 = "key must not exist". */
 export type DatasetOp<V> =
@@ -58,6 +58,10 @@ export interface DatasetStatus {
   readonly head: number;
   readonly stale: boolean;
   readonly mode: 'starting' | 'live' | 'disconnected' | 'closed';
+  /** The store generation this replica's version belongs to. */
+  readonly generation: string;
+  /** Set while one of this replica's onChange listeners keeps throwing: `version` is held below `failing.version`. */
+  readonly failing?: ReplicaFailure;
   readonly replicas: readonly ReplicaStatus[];
 }
 
@@ -130,7 +134,7 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
   const replica = createReplica<V>({
     dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, validate: options.validate,
   });
-  const stager = createStager(dataset, store, clock, instance);
+  const stager = createStager(dataset, store, clock, instance, () => replica.applied);
   let closing: Promise<void> | undefined;
 
   const open = () => {
@@ -153,8 +157,9 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
     open();
     checkRecord(dataset, { kind: 'write', at: 0, ops });
     const record = { kind: 'write', at: clock.now(), ops } as const;
-    const version = await store.append(dataset, record);
-    replica.offer({ ...record, version }); // read-your-writes without a round trip when possible
+    // `above`: never take a version this replica saw, even from a store that lost data.
+    const { version, generation } = await store.append(dataset, record, { above: replica.applied });
+    replica.offer({ ...record, version }, generation); // read-your-writes without a round trip when possible
     await replica.waitApplied(version);
     return version;
   };
@@ -233,7 +238,9 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
         head: m.head,
         stale: replica.isStale(),
         mode: replica.mode,
-        replicas: describeReplicas({ head: m.head, replicas: m.replicas.filter((r) => !forgotten.includes(r)) }, clock.now()),
+        generation: replica.generation,
+        ...(replica.failure ? { failing: replica.failure } : {}),
+        replicas: describeReplicas({ ...m, replicas: m.replicas.filter((r) => !forgotten.includes(r)) }, clock.now()),
       };
     },
     async stage(ops, opts) {
@@ -256,7 +263,7 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
     },
     exportState() {
       const list = [...replica.entries].map(([key, e]) => ({ key, value: e.value as JsonValue, version: e.version }));
-      return { version: replica.applied, entries: list };
+      return { version: replica.applied, generation: replica.generation, entries: list };
     },
     async trimLog({ keepLast }) {
       open();

@@ -5,6 +5,8 @@ export type { DatasetChange, Entry, KeyChange, StageValidator } from './replica.
 export type { Convergence, ReplicaStatus } from './convergence.js';
 export type { StageOptions, StageOutcome, StagedChange } from './stage.js';
 export type {
+  AppendOptions,
+  Appended,
   DatasetStore,
   EntryOp,
   JsonValue,
@@ -12,10 +14,13 @@ export type {
   Membership,
   NewRecord,
   ReadResult,
+  ReplicaFailure,
   ReplicaReport,
   Snapshot,
   SnapshotEntry,
   StageVote,
 } from './store.js';
 /** Helpers for people writing a DatasetStore adapter. */
-export { appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, encodeRecord, isDelete } from './records.js';
+export {
+  appliedOps, checkDatasetName, conditionsOf, conflictError, decodeHint, decodeRecord, encodeRecord, hintHeader, isDelete, newGeneration,
+} from './records.js';

@@ -53,6 +53,27 @@ export function corruptError(dataset: string, what: string, cause?: unknown): Sw
   });
 }
 
+/** A fresh store generation id (random; compared only for equality). */
+export function newGeneration(): string {
+  return crypto.randomUUID();
+}
+
+/** Wake-up payload prefix "<version>@<generation>": a hint without a generation is never applied. */
+export function hintHeader(version: number, generation: string): string {
+  return `${version}@${generation}`;
+}
+
+/** Decodes a wake-up hint "<version>@<generation>" + record body; undefined when it is not usable. */
+export function decodeHint(dataset: string, header: string, body: string): LogRecord | undefined {
+  const at = header.indexOf('@');
+  if (at < 0) return undefined;
+  try {
+    return { ...decodeRecord(dataset, Number(header.slice(0, at)), body), generation: header.slice(at + 1) };
+  } catch {
+    return undefined; // a hint only: the log read covers it
+  }
+}
+
 /** The record body as stored: the version lives in its own column / stream id. */
 export function encodeRecord(record: NewRecord): string {
   return JSON.stringify(record);

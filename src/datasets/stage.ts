@@ -10,11 +10,12 @@
  * The activate record carries the ops itself, so a replica that resynced from a snapshot after
  * the stage still applies it correctly. A stage that is neither activated nor aborted before
  * `expiresAt` can no longer be activated: it expires by itself and holds nothing.
+ * A replica reported as failing (an onChange listener keeps throwing) counts as a rejection.
  */
 import type { Clock } from '../core/clock.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { describeReplicas, pollUntil } from './convergence.js';
-import type { DatasetStore, EntryOp } from './store.js';
+import type { DatasetStore, EntryOp, NewRecord } from './store.js';
 
 export interface StagedChange {
   readonly stageId: string;
@@ -45,8 +46,10 @@ export interface StageOptions {
 
 type StageState = 'voting' | 'accepted' | 'activated' | 'aborted';
 
-export function createStager(dataset: string, store: DatasetStore, clock: Clock, instance: string) {
+/** `seen`: the highest version this instance has seen (its appends never get a version at or below it). */
+export function createStager(dataset: string, store: DatasetStore, clock: Clock, instance: string, seen: () => number) {
   const states = new Map<string, StageState>();
+  const append = async (record: NewRecord) => (await store.append(dataset, record, { above: seen() })).version;
 
   const stageError = (stage: StagedChange, why: string) =>
     new SwitchyardError(ErrorCodes.DATASET_STAGE, `Dataset "${dataset}": stage ${stage.stageId} (version ${stage.version}) ${why}.`, {
@@ -57,7 +60,7 @@ export function createStager(dataset: string, store: DatasetStore, clock: Clock,
     const state = states.get(stage.stageId);
     if (state === 'activated') throw stageError(stage, 'is already activated');
     states.set(stage.stageId, 'aborted');
-    return store.append(dataset, { kind: 'abort', at: clock.now(), stageId: stage.stageId, reason });
+    return append({ kind: 'abort', at: clock.now(), stageId: stage.stageId, reason });
   };
 
   return {
@@ -66,7 +69,7 @@ export function createStager(dataset: string, store: DatasetStore, clock: Clock,
       const expiresAt = clock.now() + (options.expiresInMs ?? timeoutMs + 30_000);
       const stageId = crypto.randomUUID();
       states.set(stageId, 'voting');
-      const version = await store.append(dataset, { kind: 'stage', at: clock.now(), stageId, ops, expiresAt, by: instance });
+      const version = await append({ kind: 'stage', at: clock.now(), stageId, ops, expiresAt, by: instance });
       const stage: StagedChange = { stageId, version, expiresAt, ops };
       const tally = await pollUntil(clock, timeoutMs, 10, async () => {
         const membership = await store.membership(dataset);
@@ -77,7 +80,9 @@ export function createStager(dataset: string, store: DatasetStore, clock: Clock,
         const rejected: { instance: string; reason: string }[] = [];
         for (const r of replicas) {
           const v = reports.get(r.instance)?.votes.find((x) => x.stageId === stageId);
-          if (!v) missing.push(r.instance);
+          // A replica whose listener keeps failing is not ready, whatever it voted.
+          if (r.failing) rejected.push({ instance: r.instance, reason: `its onChange listener is failing at version ${r.failing.version}: ${r.failing.error}` });
+          else if (!v) missing.push(r.instance);
           else if (v.accepted) voters.push(r.instance);
           else rejected.push({ instance: r.instance, reason: v.reason ?? 'rejected' });
         }
@@ -101,10 +106,10 @@ export function createStager(dataset: string, store: DatasetStore, clock: Clock,
       }
       if (clock.now() >= stage.expiresAt) {
         states.set(stage.stageId, 'aborted');
-        await store.append(dataset, { kind: 'abort', at: clock.now(), stageId: stage.stageId, reason: 'expired' }).catch(() => undefined);
+        await append({ kind: 'abort', at: clock.now(), stageId: stage.stageId, reason: 'expired' }).catch(() => undefined);
         throw stageError(stage, 'expired before activation');
       }
-      const version = await store.append(dataset, { kind: 'activate', at: clock.now(), stageId: stage.stageId, ops: stage.ops });
+      const version = await append({ kind: 'activate', at: clock.now(), stageId: stage.stageId, ops: stage.ops });
       states.set(stage.stageId, 'activated');
       return version;
     },

@@ -4,20 +4,16 @@
  * replicas run a catch-up read for whatever was committed meanwhile.
  */
 import type pg from 'pg';
-import { decodeRecord } from '../datasets/records.js';
+import { decodeHint } from '../datasets/records.js';
 import type { LogRecord } from '../datasets/store.js';
 
-/** Payload: "<dataset>" or "<dataset>\n<version>\n<record>". */
+/** Payload: "<dataset>" or "<dataset>\n<version>@<generation>\n<record>". */
 function parse(payload: string): { dataset: string; hint: LogRecord | undefined } {
   const a = payload.indexOf('\n');
   if (a < 0) return { dataset: payload, hint: undefined };
   const dataset = payload.slice(0, a);
   const b = payload.indexOf('\n', a + 1);
-  try {
-    return { dataset, hint: b < 0 ? undefined : decodeRecord(dataset, Number(payload.slice(a + 1, b)), payload.slice(b + 1)) };
-  } catch {
-    return { dataset, hint: undefined }; // a hint only: the log read covers it
-  }
+  return { dataset, hint: b < 0 ? undefined : decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
 }
 
 export interface ListenerOptions {

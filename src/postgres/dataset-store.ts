@@ -1,13 +1,15 @@
 /**
  * PostgreSQL dataset store.
  *
- * Tables in `schema` (default `switchyard`): dataset_meta (version counter row + trim point),
+ * Tables in `schema` (default `switchyard`): dataset_meta (version counter row + trim point + generation),
  * dataset_entries, dataset_log (one row per version), dataset_replicas (membership).
  * `append` (one function call) locks the dataset's counter row (FOR UPDATE) rather than using a sequence:
  * sequence values commit out of order, and a reader could then pass over a version committed
  * later. With the row lock, versions are gapless and commit in order.
  * Wake-ups: pg_notify in the write transaction (delivered on commit) to a LISTEN connection
  * that reconnects with jitter. NOTIFY is lossy; replicas also run a periodic catch-up read.
+ * A database restored from an older backup keeps the old generation with a lower head; dropped
+ * tables are created again (with a new generation) on the next call. See DatasetStore.advance.
  */
 import pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -34,24 +36,53 @@ export interface PostgresDatasetStoreOptions {
   wakeRecords?: boolean;
 }
 
-const SCHEMA_VERSION = 1;
+/** 2: dataset_meta.generation, dataset_advance. */
+const SCHEMA_VERSION = 2;
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
+const GENERATION = `md5(random()::text || clock_timestamp()::text || pg_backend_pid()::text)`;
+
 /**
- * append as one round trip: lock the counter row, check conditions (SQLSTATE SY409, message =
- * key, detail = actual version), bump, change entries, log, notify (delivered on commit).
+ * advance: lock the counter row (creating it with a generation); when head < floor the data was
+ * lost: new generation, head and trim point at floor, older log rows dropped, replicas woken.
+ */
+function advanceFunction(s: string): string {
+  return `CREATE OR REPLACE FUNCTION ${s}.dataset_advance(p_dataset text, p_floor bigint, p_channel text,
+  OUT o_generation text, OUT o_head bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO ${s}.dataset_meta (dataset, version, trimmed_through, generation) VALUES (p_dataset, 0, 0, ${GENERATION})
+    ON CONFLICT DO NOTHING;
+  SELECT m.version, m.generation INTO o_head, o_generation FROM ${s}.dataset_meta m WHERE m.dataset = p_dataset FOR UPDATE;
+  IF o_head < p_floor THEN
+    o_generation := ${GENERATION};
+    o_head := p_floor;
+    UPDATE ${s}.dataset_meta SET version = p_floor, generation = o_generation,
+      trimmed_through = greatest(trimmed_through, p_floor) WHERE dataset = p_dataset;
+    DELETE FROM ${s}.dataset_log WHERE dataset = p_dataset AND version <= p_floor;
+    PERFORM pg_notify(p_channel, p_dataset);
+  ELSIF o_generation = '' THEN
+    o_generation := ${GENERATION};
+    UPDATE ${s}.dataset_meta SET generation = o_generation WHERE dataset = p_dataset;
+  END IF;
+END
+$fn$`;
+}
+
+/**
+ * append as one round trip: advance (locks the counter row), check conditions (SQLSTATE SY409,
+ * message = key, detail = actual version), bump, change entries, log, notify (delivered on commit).
  */
 function appendFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.dataset_append(p_dataset text, p_record text, p_apply boolean,
-  p_keys text[], p_deletes boolean[], p_if bigint[], p_values text[], p_channel text) RETURNS bigint
+  p_keys text[], p_deletes boolean[], p_if bigint[], p_values text[], p_channel text, p_above bigint,
+  OUT o_version bigint, OUT o_generation text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-  v bigint;
   cur bigint;
   n int := coalesce(array_length(p_keys, 1), 0);
 BEGIN
-  INSERT INTO ${s}.dataset_meta VALUES (p_dataset, 0, 0) ON CONFLICT DO NOTHING;
-  SELECT version INTO v FROM ${s}.dataset_meta WHERE dataset = p_dataset FOR UPDATE;
+  SELECT a.o_generation, a.o_head INTO o_generation, o_version FROM ${s}.dataset_advance(p_dataset, p_above, p_channel) a;
   FOR i IN 1 .. n LOOP
     IF p_if[i] IS NOT NULL THEN
       cur := NULL;
@@ -61,26 +92,28 @@ BEGIN
       END IF;
     END IF;
   END LOOP;
-  v := v + 1;
+  o_version := o_version + 1;
   IF p_apply THEN
     FOR i IN 1 .. n LOOP
       IF p_deletes[i] THEN
         DELETE FROM ${s}.dataset_entries WHERE dataset = p_dataset AND key = p_keys[i];
       ELSE
-        INSERT INTO ${s}.dataset_entries VALUES (p_dataset, p_keys[i], p_values[i], v)
+        INSERT INTO ${s}.dataset_entries VALUES (p_dataset, p_keys[i], p_values[i], o_version)
           ON CONFLICT (dataset, key) DO UPDATE SET value = excluded.value, version = excluded.version;
       END IF;
     END LOOP;
   END IF;
-  INSERT INTO ${s}.dataset_log VALUES (p_dataset, v, p_record);
-  UPDATE ${s}.dataset_meta SET version = v WHERE dataset = p_dataset;
+  INSERT INTO ${s}.dataset_log VALUES (p_dataset, o_version, p_record);
+  UPDATE ${s}.dataset_meta SET version = o_version WHERE dataset = p_dataset;
   -- NOTIFY payloads are limited to 8000 bytes: carry the record only when it fits.
   PERFORM pg_notify(p_channel, CASE WHEN octet_length(p_record) < 7000
-    THEN p_dataset || E'\n' || v || E'\n' || p_record ELSE p_dataset END);
-  RETURN v;
+    THEN p_dataset || E'\\n' || o_version || '@' || o_generation || E'\\n' || p_record ELSE p_dataset END);
 END
 $fn$`;
 }
+
+/** SQLSTATEs that mean the tables or functions are gone (dropped schema, restored database): migrate again. */
+const MISSING = new Set(['42P01', '3F000', '42883']);
 
 export function postgresDatasetStore(options: PostgresDatasetStoreOptions): DatasetStore {
   const schema = options.schema ?? 'switchyard';
@@ -111,6 +144,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_schema (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`);
       await client.query(`INSERT INTO ${s}.dataset_schema VALUES (1, $1) ON CONFLICT DO NOTHING`, [SCHEMA_VERSION]);
+      await client.query(`UPDATE ${s}.dataset_schema SET version = $1 WHERE id = 1 AND version < $1`, [SCHEMA_VERSION]);
       const found = (await client.query<{ version: number }>(`SELECT version FROM ${s}.dataset_schema WHERE id = 1`)).rows[0]?.version ?? 0;
       if (found > SCHEMA_VERSION) {
         throw new SwitchyardError(ErrorCodes.SCHEMA_TOO_NEW, `PostgreSQL dataset schema ${schema} is version ${found}; this code knows ${SCHEMA_VERSION}.`, {
@@ -118,9 +152,12 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
         });
       }
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_meta (dataset text PRIMARY KEY, version bigint NOT NULL, trimmed_through bigint NOT NULL)`);
+      await client.query(`ALTER TABLE ${s}.dataset_meta ADD COLUMN IF NOT EXISTS generation text NOT NULL DEFAULT ''`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_entries (dataset text NOT NULL, key text NOT NULL, value text NOT NULL, version bigint NOT NULL, PRIMARY KEY (dataset, key))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_log (dataset text NOT NULL, version bigint NOT NULL, record text NOT NULL, PRIMARY KEY (dataset, version))`);
       await client.query(`CREATE TABLE IF NOT EXISTS ${s}.dataset_replicas (dataset text NOT NULL, replica text NOT NULL, report text NOT NULL, PRIMARY KEY (dataset, replica))`);
+      await client.query(`DROP FUNCTION IF EXISTS ${s}.dataset_append(text, text, boolean, text[], boolean[], bigint[], text[], text)`);
+      await client.query(advanceFunction(s));
       await client.query(appendFunction(s));
       await client.query('COMMIT');
     } catch (error) {
@@ -137,9 +174,26 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     });
     return ready;
   };
+  /**
+   * Runs a query after the migration. When the tables turn out to be gone (dropped, restored
+   * database), the call wrote nothing: migrate again and retry it once.
+   */
+  async function run<T>(body: () => Promise<T>): Promise<T> {
+    await ensure();
+    try {
+      return await body();
+    } catch (error) {
+      if (!MISSING.has((error as { code?: string }).code ?? '')) throw error;
+      ready = undefined;
+      await ensure();
+      return body();
+    }
+  }
 
   async function tx<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    await ensure();
+    return run(() => transaction(isolation, body));
+  }
+  async function transaction<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
     try {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
@@ -155,10 +209,10 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
   }
 
   const readMeta = async (c: pg.PoolClient | pg.Pool, dataset: string) => {
-    const row = (await c.query<{ version: string; trimmed: string }>(
-      `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
+    const row = (await c.query<{ version: string; trimmed: string; generation: string }>(
+      `SELECT version, trimmed_through AS trimmed, generation FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
     )).rows[0];
-    return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0) };
+    return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0), generation: row?.generation ?? '' };
   };
 
   const listener = createListener({
@@ -175,12 +229,11 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
   return {
     backend: 'postgres',
-    async append(dataset, record) {
+    async append(dataset, record, options = {}) {
       checkDatasetName(dataset);
-      await ensure();
       const ops = record.kind === 'abort' ? [] : record.ops;
       try {
-        const result = await pool.query<{ v: string }>(`SELECT ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8) AS v`, [
+        const result = await run(() => pool.query<{ o_version: string; o_generation: string }>(`SELECT * FROM ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
           dataset,
           encodeRecord(record),
           appliedOps(record).length > 0,
@@ -189,8 +242,9 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
           ops.map((op) => op.ifVersion ?? null),
           ops.map((op) => (isDelete(op) ? null : JSON.stringify(op.value))),
           channel,
-        ]);
-        return Number(result.rows[0]?.v);
+          Math.max(0, Math.floor(options.above ?? 0)),
+        ]));
+        return { version: Number(result.rows[0]?.o_version), generation: String(result.rows[0]?.o_generation) };
       } catch (error) {
         const e = error as { code?: string; message?: string; detail?: string };
         if (e.code === 'SY409') {
@@ -202,29 +256,37 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       }
     },
 
+    async advance(dataset, floor) {
+      checkDatasetName(dataset);
+      const row = (await run(() => pool.query<{ o_generation: string; o_head: string }>(
+        `SELECT * FROM ${s}.dataset_advance($1, $2, $3)`, [dataset, Math.max(0, Math.floor(floor)), channel],
+      ))).rows[0];
+      return { generation: String(row?.o_generation), head: Number(row?.o_head ?? 0) };
+    },
+
     async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
-      await ensure();
-      // One statement, so the trim point and the records come from one snapshot.
-      const rows = (await pool.query<{ trimmed: string; version: string | null; record: string | null }>(
-        `SELECT m.trimmed_through AS trimmed, l.version, l.record FROM ${s}.dataset_meta m
+      // One statement, so the trim point, head, generation and records come from one snapshot.
+      const rows = (await run(() => pool.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
+        `SELECT m.trimmed_through AS trimmed, m.version AS head, m.generation, l.version, l.record FROM ${s}.dataset_meta m
          LEFT JOIN LATERAL (SELECT version, record FROM ${s}.dataset_log
            WHERE dataset = m.dataset AND version > $2 ORDER BY version LIMIT $3) l ON true
          WHERE m.dataset = $1 ORDER BY l.version`,
         [dataset, afterVersion, limit],
-      )).rows;
+      ))).rows;
       const trimmed = Number(rows[0]?.trimmed ?? 0);
-      if (afterVersion < trimmed) return { kind: 'gap', trimmedThrough: trimmed };
+      const at = { head: Number(rows[0]?.head ?? 0), generation: rows[0]?.generation ?? '' };
+      if (afterVersion < trimmed) return { kind: 'gap', trimmedThrough: trimmed, ...at };
       const records = rows.flatMap((r) => (r.version === null || r.record === null ? [] : [decodeRecord(dataset, Number(r.version), r.record)]));
-      return { kind: 'records', records };
+      return { kind: 'records', records, ...at };
     },
 
     snapshot: (dataset) =>
       tx('REPEATABLE READ', async (c): Promise<Snapshot> => {
-        const { version } = await readMeta(c, dataset);
+        const { version, generation } = await readMeta(c, dataset);
         const rows = (await c.query<{ key: string; value: string; version: string }>(
           `SELECT key, value, version FROM ${s}.dataset_entries WHERE dataset = $1`, [dataset],
         )).rows;
-        return { version, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: Number(r.version) })) };
+        return { version, generation, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: Number(r.version) })) };
       }),
 
     async watch(dataset, onWake) {
@@ -233,31 +295,33 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     },
 
     async heartbeat(dataset, report) {
-      await ensure();
-      await pool.query(
+      await run(() => pool.query(
         `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
         [dataset, report.replica, JSON.stringify(report)],
-      );
+      ));
     },
 
     async leave(dataset, replica) {
-      await ensure();
-      await pool.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]);
+      await run(() => pool.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
     },
 
     async membership(dataset): Promise<Membership> {
-      await ensure();
-      const row = (await pool.query<{ head: string; reports: string[] }>(
+      const row = (await run(() => pool.query<{ head: string; generation: string; reports: string[] }>(
         `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
+                coalesce((SELECT generation FROM ${s}.dataset_meta WHERE dataset = $1), '') AS generation,
                 array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
         [dataset],
-      )).rows[0];
-      return { head: Number(row?.head ?? 0), replicas: (row?.reports ?? []).map((r) => decodeReport(dataset, r)) };
+      ))).rows[0];
+      return {
+        head: Number(row?.head ?? 0),
+        generation: row?.generation ?? '',
+        replicas: (row?.reports ?? []).map((r) => decodeReport(dataset, r)),
+      };
     },
 
     trim: (dataset, throughVersion) =>
       tx('READ COMMITTED', async (c) => {
-        await c.query(`INSERT INTO ${s}.dataset_meta VALUES ($1, 0, 0) ON CONFLICT DO NOTHING`, [dataset]);
+        await c.query(`INSERT INTO ${s}.dataset_meta (dataset, version, trimmed_through, generation) VALUES ($1, 0, 0, ${GENERATION}) ON CONFLICT DO NOTHING`, [dataset]);
         const row = (await c.query<{ version: string; trimmed: string }>(
           `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1 FOR UPDATE`, [dataset],
         )).rows[0];

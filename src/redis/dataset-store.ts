@@ -2,30 +2,28 @@
  * Redis dataset store: a hash snapshot plus a stream change log.
  *
  * Keys per dataset (hash-tagged so one dataset lives in one cluster slot):
- *   <prefix>:{<dataset>}:meta      hash  version, trimmed
+ *   <prefix>:{<dataset>}:meta      hash  version, trimmed, generation
  *   <prefix>:{<dataset>}:entries   hash  key -> "<version>:<json>"
  *   <prefix>:{<dataset>}:log       stream, entry id "<version>-0", field r = record JSON
  *   <prefix>:{<dataset>}:replicas  hash  replica -> report JSON
  * `append` is one Lua script (atomic): check conditions, HINCRBY the version, change entries,
  * XADD with the version as the stream id, PUBLISH a wake-up. Resume is XRANGE from the last
  * applied version; a trimmed stream (XTRIM MINID) answers "gap" and the replica reads the hash.
+ * The generation is written with the counter: Redis restarted empty has none (and head 0), one
+ * rolled back to an older RDB file has the old one with a lower head; see DatasetStore.advance.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
-  appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  appliedOps, checkDatasetName, conditionsOf, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord,
+  isDelete, newGeneration,
 } from '../datasets/records.js';
 import type { DatasetStore, LogRecord, ReadResult, Snapshot } from '../datasets/store.js';
 
-/** Parses a wake-up payload "<version>\n<record>"; undefined when it carries no usable record. */
+/** Parses a wake-up payload "<version>@<generation>\n<record>"; undefined when it carries no usable record. */
 function hintOf(dataset: string, payload: string): LogRecord | undefined {
   const nl = payload.indexOf('\n');
-  if (nl < 0) return undefined;
-  try {
-    return decodeRecord(dataset, Number(payload.slice(0, nl)), payload.slice(nl + 1));
-  } catch {
-    return undefined; // a hint only: the log read covers it
-  }
+  return nl < 0 ? undefined : decodeHint(dataset, payload.slice(0, nl), payload.slice(nl + 1));
 }
 
 export interface RedisDatasetStoreOptions {
@@ -43,12 +41,34 @@ export interface RedisDatasetStoreOptions {
   wakeRecords?: boolean;
 }
 
-// KEYS: meta, entries, log. ARGV: record, apply(1/0), channel, dataset, nOps, then per op: key, del(1/0), ifVersion ('' = none), value JSON.
-// Returns {version} or {-1, key, actualVersion}.
-const APPEND = `
+// Shared by both scripts: creates the generation with the counter, and when head < floor (the
+// server lost data) starts a new generation at floor, trims the log through it and wakes replicas.
+const ADVANCE_FN = `
+local function advance(meta, log, floor, candidate, channel)
+  local head = tonumber(redis.call('HGET', meta, 'version') or '0')
+  local gen = redis.call('HGET', meta, 'generation')
+  if head < floor then
+    local trimmed = tonumber(redis.call('HGET', meta, 'trimmed') or '0')
+    gen = candidate
+    head = floor
+    redis.call('HSET', meta, 'version', floor, 'generation', gen, 'trimmed', math.max(trimmed, floor))
+    redis.call('XTRIM', log, 'MINID', (floor + 1) .. '-0')
+    redis.call('PUBLISH', channel, tostring(floor))
+  elseif not gen then
+    gen = candidate
+    redis.call('HSET', meta, 'generation', gen)
+  end
+  return gen, head
+end
+`;
+
+// KEYS: meta, entries, log. ARGV: record, apply(1/0), channel, dataset, nOps, above, candidate generation,
+// then per op: key, del(1/0), ifVersion ('' = none), value JSON.
+// Returns {version, generation} or {-1, key, actualVersion}.
+const APPEND = ADVANCE_FN + `
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  local b = 6 + i * 4
+  local b = 8 + i * 4
   if ARGV[b + 2] ~= '' then
     local cur = redis.call('HGET', KEYS[2], ARGV[b])
     local v = 0
@@ -56,19 +76,26 @@ for i = 0, n - 1 do
     if v ~= tonumber(ARGV[b + 2]) then return {-1, ARGV[b], v} end
   end
 end
+local gen = advance(KEYS[1], KEYS[3], tonumber(ARGV[6]), ARGV[7], ARGV[3])
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 if ARGV[2] == '1' then
   for i = 0, n - 1 do
-    local b = 6 + i * 4
+    local b = 8 + i * 4
     if ARGV[b + 1] == '1' then redis.call('HDEL', KEYS[2], ARGV[b])
     else redis.call('HSET', KEYS[2], ARGV[b], version .. ':' .. ARGV[b + 3]) end
   end
 end
 redis.call('XADD', KEYS[3], version .. '-0', 'r', ARGV[1])
 -- The wake-up carries the record when small, so replicas at version - 1 need not read it.
-if string.len(ARGV[1]) <= 65536 then redis.call('PUBLISH', ARGV[3], version .. '\\n' .. ARGV[1])
+if string.len(ARGV[1]) <= 65536 then redis.call('PUBLISH', ARGV[3], version .. '@' .. gen .. '\\n' .. ARGV[1])
 else redis.call('PUBLISH', ARGV[3], tostring(version)) end
-return {version}
+return {version, gen}
+`;
+
+// KEYS: meta, log. ARGV: floor, candidate generation, channel. Returns {generation, head}.
+const ADVANCE = ADVANCE_FN + `
+local gen, head = advance(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3])
+return {gen, head}
 `;
 
 // KEYS: meta, log. ARGV: through. Returns the new trim point.
@@ -125,29 +152,37 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
   const metaOf = (fields: (string | null)[] | null | undefined) => ({
     version: Number(fields?.[0] ?? 0),
     trimmed: Number(fields?.[1] ?? 0),
+    generation: fields?.[2] ?? '',
   });
 
   return {
     backend: 'redis',
-    async append(dataset, record) {
+    async append(dataset, record, options = {}) {
       const k = keys(dataset);
       const conditions = new Map(conditionsOf(record).map((c) => [c.key, c.ifVersion]));
       const ops = record.kind === 'abort' ? [] : record.ops;
       const apply = appliedOps(record).length > 0 ? '1' : '0';
-      const args: (string | number)[] = [encodeRecord(record), apply, channel(dataset), dataset, ops.length];
+      const above = Math.max(0, Math.floor(options.above ?? 0));
+      const args: (string | number)[] = [encodeRecord(record), apply, channel(dataset), dataset, ops.length, above, newGeneration()];
       for (const op of ops) {
         args.push(op.key, isDelete(op) ? '1' : '0', op.ifVersion === undefined ? '' : String(op.ifVersion), isDelete(op) ? '' : JSON.stringify(op.value));
       }
       const result = (await redis.eval(APPEND, 3, k.meta, k.entries, k.log, ...args)) as [number, string?, number?];
       if (result[0] === -1) throw conflictError(dataset, String(result[1]), conditions.get(String(result[1])) ?? 0, Number(result[2]));
-      return Number(result[0]);
+      return { version: Number(result[0]), generation: String(result[1]) };
+    },
+
+    async advance(dataset, floor) {
+      const k = keys(dataset);
+      const [generation, head] = (await redis.eval(ADVANCE, 2, k.meta, k.log, Math.max(0, Math.floor(floor)), newGeneration(), channel(dataset))) as [string, number];
+      return { generation: String(generation), head: Number(head) };
     },
 
     async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
       const k = keys(dataset);
       const res = await redis
         .multi()
-        .hmget(k.meta, 'version', 'trimmed')
+        .hmget(k.meta, 'version', 'trimmed', 'generation')
         .xrange(k.log, `${afterVersion + 1}-0`, '+', 'COUNT', limit)
         .exec();
       if (!res) throw new Error('redis transaction aborted');
@@ -155,27 +190,28 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
       const [logErr, logVal] = res[1] ?? [];
       if (metaErr || logErr) throw metaErr ?? logErr;
       const m = metaOf(metaVal as (string | null)[]);
-      if (afterVersion < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed };
+      const at = { head: m.version, generation: m.generation };
+      if (afterVersion < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
       const records: LogRecord[] = (logVal as [string, string[]][]).map(([id, fields]) => {
         const version = Number(id.slice(0, id.indexOf('-')));
         return decodeRecord(dataset, version, fields[fields.indexOf('r') + 1] ?? '');
       });
-      return { kind: 'records', records };
+      return { kind: 'records', records, ...at };
     },
 
     async snapshot(dataset): Promise<Snapshot> {
       const k = keys(dataset);
-      const res = await redis.multi().hget(k.meta, 'version').hgetall(k.entries).exec();
+      const res = await redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hgetall(k.entries).exec();
       if (!res) throw new Error('redis transaction aborted');
       const err = res[0]?.[0] ?? res[1]?.[0];
       if (err) throw err;
-      const version = Number((res[0]?.[1] as string | null) ?? 0);
+      const { version, generation } = metaOf(res[0]?.[1] as (string | null)[]);
       const all = (res[1]?.[1] ?? {}) as Record<string, string>;
       const entries = Object.entries(all).map(([key, stored]) => {
         const at = stored.indexOf(':');
         return { key, version: Number(stored.slice(0, at)), value: decodeValue(dataset, key, stored.slice(at + 1)) };
       });
-      return { version, entries };
+      return { version, generation, entries };
     },
 
     async watch(dataset, onWake) {
@@ -207,12 +243,14 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
 
     async membership(dataset) {
       const k = keys(dataset);
-      const res = await redis.multi().hget(k.meta, 'version').hvals(k.replicas).exec();
+      const res = await redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hvals(k.replicas).exec();
       if (!res) throw new Error('redis transaction aborted');
       const err = res[0]?.[0] ?? res[1]?.[0];
       if (err) throw err;
+      const m = metaOf(res[0]?.[1] as (string | null)[]);
       return {
-        head: Number((res[0]?.[1] as string | null) ?? 0),
+        head: m.version,
+        generation: m.generation,
         replicas: ((res[1]?.[1] ?? []) as string[]).map((r) => decodeReport(dataset, r)),
       };
     },

@@ -1,7 +1,7 @@
 /**
  * SQLite dataset store: processes on one machine sharing one database file.
  *
- * Tables (prefix sy_dataset_): meta (version counter + trim point per dataset), entries (current
+ * Tables (prefix sy_dataset_): meta (version counter + trim point + generation per dataset), entries (current
  * value and the version that wrote it), log (one row per version), replicas (membership).
  * `append` is one IMMEDIATE transaction: check conditions, bump the counter, change entries,
  * insert the log row; so versions are gapless and committed in order.
@@ -12,12 +12,15 @@
  * often, need no fsync, and in the data file they would contend for its write lock and wake
  * every replica's data_version check.
  * Durability: WAL + synchronous=FULL by default (an acknowledged write survives power loss).
+ * A file replaced by an older copy keeps its old generation with a lower head; a new empty file
+ * has none. See DatasetStore.advance.
  */
 import { watch as watchFile, type FSWatcher } from 'node:fs';
 import Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  newGeneration,
 } from '../datasets/records.js';
 import type { DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
 
@@ -34,7 +37,8 @@ export interface SqliteDatasetStoreOptions {
   membershipPath?: string;
 }
 
-const SCHEMA_VERSION = 1;
+/** 2: sy_dataset_meta.generation. */
+const SCHEMA_VERSION = 2;
 
 const DDL = `
 CREATE TABLE IF NOT EXISTS sy_dataset_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
@@ -51,7 +55,10 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
   db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
   db.transaction(() => {
     db.exec(DDL);
+    const columns = db.prepare('PRAGMA table_info(sy_dataset_meta)').all() as { name: string }[];
+    if (!columns.some((c) => c.name === 'generation')) db.exec("ALTER TABLE sy_dataset_meta ADD COLUMN generation TEXT NOT NULL DEFAULT ''");
     db.prepare('INSERT OR IGNORE INTO sy_dataset_schema (id, version) VALUES (1, ?)').run(SCHEMA_VERSION);
+    db.prepare('UPDATE sy_dataset_schema SET version = ? WHERE id = 1 AND version < ?').run(SCHEMA_VERSION, SCHEMA_VERSION);
   }).immediate();
   const found = (db.prepare('SELECT version FROM sy_dataset_schema WHERE id = 1').get() as { version: number }).version;
   if (found > SCHEMA_VERSION) {
@@ -62,8 +69,10 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
   }
 
   const q = {
-    ensureMeta: db.prepare('INSERT OR IGNORE INTO sy_dataset_meta (dataset, version, trimmed_through) VALUES (?, 0, 0)'),
-    meta: db.prepare('SELECT version, trimmed_through AS trimmed FROM sy_dataset_meta WHERE dataset = ?'),
+    ensureMeta: db.prepare('INSERT OR IGNORE INTO sy_dataset_meta (dataset, version, trimmed_through, generation) VALUES (?, 0, 0, ?)'),
+    meta: db.prepare('SELECT version, trimmed_through AS trimmed, generation FROM sy_dataset_meta WHERE dataset = ?'),
+    setGeneration: db.prepare('UPDATE sy_dataset_meta SET generation = ? WHERE dataset = ?'),
+    restart: db.prepare('UPDATE sy_dataset_meta SET version = ?, trimmed_through = max(trimmed_through, ?), generation = ? WHERE dataset = ?'),
     setVersion: db.prepare('UPDATE sy_dataset_meta SET version = ? WHERE dataset = ?'),
     entryVersion: db.prepare('SELECT version FROM sy_dataset_entries WHERE dataset = ? AND key = ?'),
     upsert: db.prepare(
@@ -76,16 +85,32 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
     trimLog: db.prepare('DELETE FROM sy_dataset_log WHERE dataset = ? AND version <= ?'),
     setTrimmed: db.prepare('UPDATE sy_dataset_meta SET trimmed_through = ? WHERE dataset = ?'),
   };
-  type Meta = { version: number; trimmed: number };
+  type Meta = { version: number; trimmed: number; generation: string };
   // Reads never write (a deferred read upgraded to a write can fail with SQLITE_BUSY_SNAPSHOT).
-  const readMeta = (dataset: string): Meta => (q.meta.get(dataset) as Meta | undefined) ?? { version: 0, trimmed: 0 };
+  const readMeta = (dataset: string): Meta => (q.meta.get(dataset) as Meta | undefined) ?? { version: 0, trimmed: 0, generation: '' };
   const meta = (dataset: string): Meta => {
-    q.ensureMeta.run(dataset);
+    q.ensureMeta.run(dataset, newGeneration());
     return q.meta.get(dataset) as Meta;
   };
+  /** Inside a write transaction: the generation exists, and head >= floor (a new generation when it was below). */
+  const advance = (dataset: string, floor: number): Meta => {
+    const m = meta(dataset);
+    if (m.version < floor) {
+      const generation = newGeneration();
+      q.restart.run(floor, floor, generation, dataset);
+      q.trimLog.run(dataset, floor);
+      return { version: floor, trimmed: Math.max(m.trimmed, floor), generation };
+    }
+    if (m.generation === '') {
+      const generation = newGeneration();
+      q.setGeneration.run(generation, dataset);
+      return { ...m, generation };
+    }
+    return m;
+  };
 
-  const appendTx = db.transaction((dataset: string, record: NewRecord): number => {
-    const { version } = meta(dataset);
+  const appendTx = db.transaction((dataset: string, record: NewRecord, above: number): { version: number; generation: string } => {
+    const { version, generation } = advance(dataset, above);
     for (const c of conditionsOf(record)) {
       const row = q.entryVersion.get(dataset, c.key) as { version: number } | undefined;
       const actual = row?.version ?? 0;
@@ -98,19 +123,24 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
     }
     q.insertLog.run(dataset, next, encodeRecord(record));
     q.setVersion.run(next, dataset);
-    return next;
+    return { version: next, generation };
+  });
+  const advanceTx = db.transaction((dataset: string, floor: number) => {
+    const m = advance(dataset, floor);
+    return { head: m.version, generation: m.generation };
   });
   const readTx = db.transaction((dataset: string, after: number, limit: number): ReadResult => {
     const m = readMeta(dataset);
-    if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed };
+    const at = { head: m.version, generation: m.generation };
+    if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
     const rows = q.readLog.all(dataset, after, limit) as { version: number; record: string }[];
     const records: LogRecord[] = rows.map((r) => decodeRecord(dataset, r.version, r.record));
-    return { kind: 'records', records };
+    return { kind: 'records', records, ...at };
   });
   const snapshotTx = db.transaction((dataset: string): Snapshot => {
-    const { version } = readMeta(dataset);
+    const { version, generation } = readMeta(dataset);
     const rows = q.entries.all(dataset) as { key: string; value: string; version: number }[];
-    return { version, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: r.version })) };
+    return { version, generation, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: r.version })) };
   });
   const trimTx = db.transaction((dataset: string, through: number): number => {
     const m = meta(dataset);
@@ -183,12 +213,18 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
 
   return {
     backend: 'sqlite',
-    async append(dataset, record) {
+    async append(dataset, record, options = {}) {
       checkDatasetName(dataset);
-      const version = appendTx.immediate(dataset, record);
+      const appended = appendTx.immediate(dataset, record, Math.max(0, Math.floor(options.above ?? 0)));
       // Our own commit does not change our data_version: wake local watchers directly.
       for (const wake of watchers) wake();
-      return version;
+      return appended;
+    },
+    async advance(dataset, floor) {
+      checkDatasetName(dataset);
+      const result = advanceTx.immediate(dataset, Math.max(0, Math.floor(floor)));
+      for (const wake of watchers) wake();
+      return result;
     },
     async readSince(dataset, afterVersion, limit) {
       return readTx.deferred(dataset, afterVersion, limit);
@@ -221,9 +257,9 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
       leave.run(dataset, replica);
     },
     async membership(dataset) {
-      const head = readMeta(dataset).version;
+      const { version: head, generation } = readMeta(dataset);
       const rows = replicas.all(dataset) as { report: string }[];
-      return { head, replicas: rows.map((r) => decodeReport(dataset, r.report)) };
+      return { head, generation, replicas: rows.map((r) => decodeReport(dataset, r.report)) };
     },
     async trim(dataset, throughVersion) {
       return trimTx.immediate(dataset, throughVersion);

@@ -26,7 +26,8 @@ export function switchableStore(inner: DatasetStore): { store: DatasetStore; set
     online ? f() : Promise.reject(new Error(`${inner.backend} connection is down (test switch)`));
   const store: DatasetStore = {
     backend: inner.backend,
-    append: (d, r) => gate(() => inner.append(d, r)),
+    append: (d, r, o) => gate(() => inner.append(d, r, o)),
+    advance: (d, f) => gate(() => inner.advance(d, f)),
     readSince: (d, a, l) => gate(() => inner.readSince(d, a, l)),
     snapshot: (d) => gate(() => inner.snapshot(d)),
     watch: (d, wake) => inner.watch(d, (hint) => online && wake(hint)),
@@ -223,6 +224,116 @@ export function datasetStoreConformance(name: string, makeFixture: () => Promise
       expect(Object.fromEntries(resynced.entries())).toEqual({ n: 3, m: 4 });
       expect(log2.lines.filter((l) => l.includes(`gap: resync from snapshot ${writer.version}`))).toHaveLength(1);
       expect(log2.lines.some((l) => l.includes('continuing from'))).toBe(false);
+    });
+
+    it('the store never hands out a version at or below `above`, and advance starts a new generation when its head is below the floor', async () => {
+      const dataset = uniqueName();
+      const store = await newStore();
+      const first = await store.append(dataset, { kind: 'write', at: 1, ops: [{ key: 'a', value: 1 }] });
+      expect(first.version).toBe(1);
+      expect(first.generation).not.toBe('');
+      expect((await store.snapshot(dataset)).generation).toBe(first.generation);
+      const same = await store.append(dataset, { kind: 'write', at: 2, ops: [{ key: 'b', value: 2 }] }, { above: 1 });
+      expect(same).toEqual({ version: 2, generation: first.generation });
+      // A writer that saw version 7: the store lost 3..7, so it moves past them under a new generation.
+      const past = await store.append(dataset, { kind: 'write', at: 3, ops: [{ key: 'c', value: 3 }] }, { above: 7 });
+      expect(past.version).toBe(8);
+      expect(past.generation).not.toBe(first.generation);
+      const snap = await store.snapshot(dataset);
+      expect(snap.version).toBe(8);
+      expect(snap.generation).toBe(past.generation);
+      expect(snap.entries.map((e) => [e.key, e.value, e.version]).sort()).toEqual([['a', 1, 1], ['b', 2, 2], ['c', 3, 8]]);
+      const read = await store.readSince(dataset, 2, 10);
+      expect(read).toMatchObject({ kind: 'gap', head: 8, generation: past.generation });
+      expect(await store.readSince(dataset, 7, 10)).toMatchObject({ kind: 'records', head: 8, generation: past.generation });
+      expect(await store.advance(dataset, 5)).toEqual({ head: 8, generation: past.generation });
+      const advanced = await store.advance(dataset, 20);
+      expect(advanced.head).toBe(20);
+      expect(advanced.generation).not.toBe(past.generation);
+      expect((await store.membership(dataset)).generation).toBe(advanced.generation);
+      expect((await store.append(dataset, { kind: 'write', at: 4, ops: [{ key: 'd', value: 4 }] })).version).toBe(21);
+    });
+
+    it('a replica holding versions the store no longer has (it lost data) resyncs loudly, and no version it saw is reused', async () => {
+      const dataset = uniqueName();
+      const writerLog = recordingLogger();
+      const writer = await open<number>(dataset, { logger: writerLog });
+      for (let i = 1; i <= 5; i++) await writer.set('k', i);
+      // State of a replica that applied 6..9, which the store lost (restored from an older backup).
+      const { generation } = writer.exportState();
+      const ahead = { version: 9, generation, entries: [{ key: 'k', value: 9, version: 9 }, { key: 'lost', value: 8, version: 8 }] };
+      const logger = recordingLogger();
+      const reader = await open<number>(dataset, { resumeFrom: ahead, logger });
+      expect(logger.lines.filter((l) => /lost data \(its head 5 is below version 9 .*\): gap: resync from snapshot 9 /.test(l))).toHaveLength(1);
+      expect(logger.lines.some((l) => l.includes('continuing from'))).toBe(false);
+      expect(reader.version).toBe(9);
+      expect(Object.fromEntries(reader.entries())).toEqual({ k: 5 });
+      // The writer sees the store's new generation and resyncs too; its next write is above 9.
+      await eventually('the writer resyncs to the new generation', () => writer.version === 9);
+      expect(writerLog.lines.filter((l) => /lost data \(its generation changed .*\): gap: resync from snapshot 9 /.test(l))).toHaveLength(1);
+      expect(await writer.set('k', 10)).toBe(10);
+      expect(writer.get('k')).toBe(10);
+      await eventually('the reader applies 10', () => reader.version === 10 && reader.get('k') === 10);
+      expect((await writer.waitForVersion(10, { timeoutMs: 2000 })).converged).toBe(true);
+      expect((await reader.status()).stale).toBe(false);
+    });
+
+    it('a replica from another store generation resyncs from a snapshot instead of applying the new history on top', async () => {
+      const dataset = uniqueName();
+      const writer = await open<string>(dataset);
+      for (const v of ['a', 'b', 'c']) await writer.set('k', v);
+      const other = { version: 2, generation: 'a-generation-this-store-never-had', entries: [{ key: 'ghost', value: 'boo', version: 2 }] };
+      const logger = recordingLogger();
+      const seen: DatasetChange<string>[] = [];
+      const reader = await open<string>(dataset, { resumeFrom: other, logger });
+      reader.onChange((c) => seen.push(c));
+      expect(logger.lines.filter((l) => /lost data \(its generation changed .*\): gap: resync from snapshot 3 /.test(l))).toHaveLength(1);
+      expect(Object.fromEntries(reader.entries())).toEqual({ k: 'c' });
+      expect((await reader.status()).generation).toBe(writer.exportState().generation);
+      await writer.set('k', 'd');
+      await eventually('reader follows the log again', () => reader.get('k') === 'd');
+      expect(seen.map((c) => [c.kind, c.version])).toEqual([['write', 4]]);
+    });
+
+    it('a listener that throws holds the replica below that version, shows it failing, blocks a stage, and is retried until it succeeds', async () => {
+      const dataset = uniqueName();
+      const writer = await open<number>(dataset);
+      await writer.set('k', 1);
+      const logger = recordingLogger();
+      const reader = await open<number>(dataset, { logger });
+      let broken = true;
+      const seen: number[] = [];
+      const other: number[] = [];
+      reader.onChange((c) => {
+        if (broken && c.version === 2) throw new Error('listener bug');
+        seen.push(c.version);
+      });
+      reader.onChange((c) => other.push(c.version));
+      await writer.set('k', 2);
+      await writer.set('k', 3);
+      const failingIn = async () => (await writer.status()).replicas.find((r) => r.instance === reader.instance)?.failing;
+      await eventually('the reader is reported failing at version 2', async () => (await failingIn())?.version === 2);
+      expect(reader.version).toBe(1);
+      expect((await reader.status()).failing).toMatchObject({ version: 2, error: 'listener bug' });
+      const wait = await writer.waitForVersion(2, { timeoutMs: 100 });
+      expect(wait.converged).toBe(false);
+      if (!wait.converged) expect(wait.lagging.map((r) => [r.instance, r.applied, r.failing?.error])).toEqual([[reader.instance, 1, 'listener bug']]);
+      const outcome = await writer.stage([{ key: 'k', value: 4 }], { timeoutMs: 3000 });
+      expect(outcome.accepted).toBe(false);
+      if (!outcome.accepted) {
+        expect(outcome.rejected.map((r) => r.instance)).toEqual([reader.instance]);
+        expect(outcome.rejected[0]!.reason).toMatch(/listener is failing at version 2: listener bug/);
+      }
+      expect(reader.version).toBe(1);
+      broken = false;
+      await eventually('the reader catches up once the listener succeeds', () => reader.version === writer.version, 10_000);
+      expect(seen).toEqual([2, 3]);
+      expect(other).toEqual([2, 3]); // the listener that succeeded is not called again
+      expect(logger.lines.filter((l) => l.includes('an onChange listener threw at version 2: listener bug; held at version 1'))).toHaveLength(1);
+      expect(logger.lines.some((l) => l.includes('succeeded at version 2'))).toBe(true);
+      expect((await writer.waitForVersion(writer.version, { timeoutMs: 2000 })).converged).toBe(true);
+      await eventually('the failure is cleared from membership', async () => (await failingIn()) === undefined);
+      expect((await reader.status()).failing).toBeUndefined();
     });
 
     it('waitForVersion reports who lags; a replica that stops heartbeating departs after its lease', async () => {
