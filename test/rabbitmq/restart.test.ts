@@ -1,5 +1,5 @@
 /**
- * A broker restart in the middle of a run (rabbitmqctl stop_app / start_app, as an operator
+ * A broker restart in the middle of a run (rabbitmqctl -n <private node> stop_app / start_app, as an operator
  * would): a sender and a worker process keep going, and every message is handled, including a
  * deferred one that waited in the delay topology across the restart.
  * The broker restarted is a private node started for this file (fixtures/private-broker.ts),
