@@ -31,6 +31,8 @@ export interface ConnectionStateChange {
 export interface ConnectionSettings {
   url: string;
   heartbeatSeconds: number;
+  /** Bound on one connect attempt, TCP connect and AMQP handshake together. */
+  connectTimeoutMs: number;
   reconnectInitialDelayMs: number;
   reconnectMaxDelayMs: number;
   tls: TlsOptions | undefined;
@@ -91,7 +93,12 @@ export class BrokerConnection {
     const url = new URL(this.settings.url);
     url.searchParams.set('heartbeat', String(this.settings.heartbeatSeconds));
     // noDelay: acks and confirms are tiny frames; Nagle's algorithm would hold them back.
-    const model = await amqp.connect(url.toString(), { noDelay: true, ...this.settings.tls });
+    // timeout: amqplib destroys the socket when it is idle that long before the handshake
+    // completes, so a peer that never answers fails this attempt instead of holding it forever.
+    const timeoutMs = this.settings.connectTimeoutMs;
+    const model = await amqp.connect(url.toString(), { noDelay: true, timeout: timeoutMs, ...this.settings.tls }).catch((error: Error) => {
+      throw /ETIMEDOUT/.test(error.message) ? new Error(`no connect and handshake within connectTimeoutMs (${timeoutMs} ms)`, { cause: error }) : error;
+    });
     if (!coalesceSocketWrites(model)) this.settings.logger.debug?.('amqplib socket not found: frames are written one by one');
     model.on('error', () => undefined); // 'close' follows with the reason; an unhandled 'error' would crash the process
     model.on('close', (error?: Error) => this.lost(model, error));
@@ -158,15 +165,18 @@ export class BrokerConnection {
     }
   }
 
-  /** Resolves when connected; throws NOT_RUNNING when closed, TRANSPORT after `timeoutMs`. */
-  async whenConnected(timeoutMs: number): Promise<ChannelModel> {
+  /**
+   * Resolves when connected; throws NOT_RUNNING when closed, TRANSPORT after `timeoutMs`. The
+   * error reports the time waited since `startedAt` (a caller's whole wait, e.g. a send's).
+   */
+  async whenConnected(timeoutMs: number, startedAt = Date.now()): Promise<ChannelModel> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.stateValue === 'closed') throw notOpen();
       if (this.model && this.stateValue === 'connected') return this.model;
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new SwitchyardError(ErrorCodes.TRANSPORT, `RabbitMQ at ${redactUrl(this.settings.url)} is not reachable (state: ${this.stateValue}); gave up after ${timeoutMs} ms.`, {
+        throw new SwitchyardError(ErrorCodes.TRANSPORT, `RabbitMQ at ${redactUrl(this.settings.url)} is not reachable (state: ${this.stateValue}); gave up after ${Date.now() - startedAt} ms.`, {
           fix: 'Check the broker is running (rabbitmqctl status); Switchyard keeps reconnecting, and raises sendTimeoutMs if waiting longer is right.',
         });
       }

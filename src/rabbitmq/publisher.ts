@@ -16,7 +16,8 @@ import { isTopicOutgoing, type Outgoing, type TransportMessage } from '../core/t
 import type { BrokerConnection } from './connection.js';
 import type { Declarations } from './declarations.js';
 import { delayTopology } from './delay.js';
-import { brokerError, isRefusal } from './errors.js';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import { brokerError, isRefusal, redactUrl } from './errors.js';
 import type { QueueType, TopologySpec } from './specs.js';
 import { eventHierarchySpecs } from './topology.js';
 import { toAmqp, type WireFormat } from './wire.js';
@@ -53,22 +54,57 @@ export class Publisher {
    */
   async publish(batch: readonly Outgoing[], options: { retry?: boolean } = {}): Promise<void> {
     if (batch.length === 0) return;
+    const startedAt = Date.now();
+    const attempt = { phase: 'preparing the destinations', published: false, gaveUp: false };
+    const sending = this.send(batch, options, startedAt, attempt);
+    // The whole send, confirms included, ends by sendTimeoutMs: a confirm can wait forever on a
+    // connection that is silently dead until the heartbeat notices.
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        attempt.gaveUp = true;
+        reject(this.timedOut(batch.length, startedAt, attempt));
+      }, this.settings.sendTimeoutMs);
+    });
+    try {
+      await Promise.race([sending, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async send(batch: readonly Outgoing[], options: { retry?: boolean }, startedAt: number, attempt: { phase: string; published: boolean; gaveUp: boolean }): Promise<void> {
     const { routes, prepare } = this.route(batch);
     if (prepare) await prepare;
-    const deadline = Date.now() + this.settings.sendTimeoutMs;
+    const deadline = startedAt + this.settings.sendTimeoutMs;
     for (let pauseMs = 50; ; pauseMs = Math.min(2000, pauseMs * 2)) {
+      if (attempt.gaveUp) return;
       try {
+        attempt.phase = 'waiting for publisher confirms';
+        attempt.published = true;
         await this.publishOnce(routes);
         return;
       } catch (error) {
-        if (options.retry === false || isRefusal(error) || Date.now() + pauseMs >= deadline || this.connection.state === 'closed') {
+        if (options.retry === false || isRefusal(error) || this.connection.state === 'closed' || attempt.gaveUp) {
           throw brokerError(error, `publishing ${batch.length} message(s)`, this.settings.url);
         }
         // Lost connection, or a nack (the broker could not store it): wait, then publish again.
-        await new Promise((resolve) => setTimeout(resolve, pauseMs));
-        await this.connection.whenConnected(Math.max(1, deadline - Date.now()));
+        attempt.phase = 'waiting for the connection';
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Math.min(pauseMs, deadline - Date.now()))));
+        await this.connection.whenConnected(Math.max(1, deadline - Date.now()), startedAt);
       }
     }
+  }
+
+  private timedOut(count: number, startedAt: number, attempt: { phase: string; published: boolean }): SwitchyardError {
+    const mayArrive = attempt.published
+      ? ' They were published and may still arrive (at-least-once): a caller that sends them again may deliver them twice.'
+      : ' None was published.';
+    return new SwitchyardError(
+      ErrorCodes.TRANSPORT,
+      `Sending ${count} message(s) to RabbitMQ at ${redactUrl(this.settings.url)} gave up after ${Date.now() - startedAt} ms (sendTimeoutMs ${this.settings.sendTimeoutMs}) while ${attempt.phase}.${mayArrive}`,
+      { fix: 'Check the broker and the network to it (rabbitmqctl status); raise sendTimeoutMs if waiting longer is right; make handlers idempotent for the duplicates a resend may make.' },
+    );
   }
 
   /**

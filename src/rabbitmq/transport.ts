@@ -37,11 +37,17 @@ export interface RabbitMqTransportOptions {
   wireFormat?: WireFormat;
   /** Declare queues, exchanges and bindings (default true). False: only check they exist; see rabbitmqTopology(). */
   createTopology?: boolean;
+  /** Bound on each connect attempt, TCP connect and AMQP handshake (default 10000 ms); a reconnect attempt that runs out is retried with backoff. */
+  connectTimeoutMs?: number;
   /** AMQP heartbeat in seconds (default 10): how fast a dead peer is noticed, on both sides. */
   heartbeatSeconds?: number;
   /** Reconnect backoff: first delay (default 100 ms), doubled per attempt up to `maxDelayMs` (default 5000), jittered. */
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
-  /** How long a send waits for a lost connection to come back before failing (default 30 s). */
+  /**
+   * Bound on a whole send (default 30 s): waiting for a lost connection, publishing and waiting
+   * for the publisher confirms. A send that runs out fails with SY_ERR_TRANSPORT; its messages
+   * may still arrive (at-least-once).
+   */
   sendTimeoutMs?: number;
   /** TLS settings for `amqps://` (ca, cert, key, servername, ...); hostnames are verified by default. */
   tls?: TlsOptions;
@@ -60,6 +66,7 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
   const connection = new BrokerConnection({
     url: settings.url,
     heartbeatSeconds: settings.heartbeatSeconds,
+    connectTimeoutMs: settings.connectTimeoutMs,
     reconnectInitialDelayMs: options.reconnect?.initialDelayMs ?? 100,
     reconnectMaxDelayMs: options.reconnect?.maxDelayMs ?? 5000,
     tls: options.tls,
@@ -174,5 +181,6 @@ function checkOptions(options: RabbitMqTransportOptions) {
     createTopology: options.createTopology ?? true,
     heartbeatSeconds: positive('heartbeatSeconds', options.heartbeatSeconds, 10, 600),
     sendTimeoutMs: positive('sendTimeoutMs', options.sendTimeoutMs, 30_000, 3_600_000),
+    connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs, 10_000, 600_000) || 10_000,
   };
 }

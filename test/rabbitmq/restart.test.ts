@@ -1,33 +1,41 @@
 /**
- * A broker restart in the middle of a run (rabbitmqctl stop_app / start_app, as an operator
+ * A broker restart in the middle of a run (rabbitmqctl -n <private node> stop_app / start_app, as an operator
  * would): a sender and a worker process keep going, and every message is handled, including a
  * deferred one that waited in the delay topology across the restart.
- * It holds the broker to itself (fixtures/broker-lock.ts), so other RabbitMQ test files wait.
+ * The broker restarted is a private node started for this file (fixtures/private-broker.ts),
+ * never the shared one.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, silentLogger } from '../../src/index.js';
 import { rabbitmqTransport } from '../../src/rabbitmq/index.js';
 import { waitFor } from '../../src/testing/wait.js';
-import { rabbit } from './fixtures/broker.js';
-import { BROKER_LOCK_WAIT_MS, lockBrokerExclusive } from './fixtures/broker-lock.js';
+import { startPrivateBroker, privateBrokerSkipReason, type PrivateBroker } from './fixtures/private-broker.js';
 import { handledBy, roleRun } from './fixtures/processes.js';
 
-const run = promisify(execFile);
-const suite = rabbit.skipReason ? describe.skip : describe;
+const suite = privateBrokerSkipReason ? describe.skip : describe;
 
-suite(`RabbitMQ broker restart${rabbit.skipReason ? ` (skipped: ${rabbit.skipReason})` : ''}`, () => {
-  const roles = roleRun(rabbit.url);
-  const { start } = roles;
-  let release: () => void = () => undefined;
-  beforeAll(async () => void (release = await lockBrokerExclusive()), BROKER_LOCK_WAIT_MS);
+/**
+ * The broker parks a delayed message that was moving between two levels when it stopped until
+ * this times out (180 s by default, docs/rabbitmq.md): late, not lost. The private node lowers
+ * it so that case costs the test seconds, not minutes.
+ */
+const DLX_CONFIRM_TIMEOUT_MS = 5_000;
+
+suite(`RabbitMQ broker restart${privateBrokerSkipReason ? ` (skipped: ${privateBrokerSkipReason})` : ''}`, () => {
+  let broker: PrivateBroker;
+  let roles: ReturnType<typeof roleRun>;
+  beforeAll(async () => {
+    broker = await startPrivateBroker({ advancedConfig: `[{rabbit, [{dead_letter_worker_publisher_confirm_timeout, ${DLX_CONFIRM_TIMEOUT_MS}}]}].\n` });
+    roles = roleRun(broker.url);
+    console.info(`private RabbitMQ node ${broker.node} on port ${broker.port} booted in ${broker.bootMs} ms`);
+  }, 90_000);
   afterAll(async () => {
-    await roles.cleanup();
-    release();
-  });
+    await roles?.cleanup();
+    await broker?.stop();
+  }, 60_000);
 
-  it('loses nothing when the broker restarts in the middle of a run (rabbitmqctl stop_app / start_app)', { timeout: 400_000 }, async () => {
+  it('loses nothing when the broker restarts in the middle of a run (rabbitmqctl -n <private node> stop_app / start_app)', { timeout: 120_000 }, async () => {
+    const { start } = roles;
     const { ns, endpoint } = roles.names();
     const workerName = endpoint('Worker');
     const worker = start({ role: 'worker', ns, endpoint: workerName });
@@ -38,21 +46,21 @@ suite(`RabbitMQ broker restart${rabbit.skipReason ? ` (skipped: ${rabbit.skipRea
     await waitFor(() => handledBy([worker]).length >= 80, { timeoutMs: 30_000, what: 'the worker to handle 80 messages' });
     // A deferred message waits in the delay topology across the restart.
     const Work = defineCommand<{ n: number }>(`${ns}.Work`);
-    const deferring = createEndpoint({ name: endpoint('Deferrer'), sendOnly: true, transport: rabbitmqTransport({ url: rabbit.url, logger: silentLogger }), logger: silentLogger, routes: { [Work.typeName]: workerName } });
+    const deferring = createEndpoint({ name: endpoint('Deferrer'), sendOnly: true, transport: rabbitmqTransport({ url: broker.url, logger: silentLogger }), logger: silentLogger, routes: { [Work.typeName]: workerName } });
     await deferring.start();
     const deferredAt = Date.now();
-    // 2^15 ms is one level (one TTL queue): it waits there across the restart and expires well
-    // after the broker is back (a restart here takes 2-6 s). A message that expires while the
-    // broker is still starting can be parked until the dead-letter confirm timeout, 180 s by
-    // default (docs/rabbitmq.md): late, not lost, and this test allows for it.
-    const delayMs = 2 ** 15;
+    // 2^13 ms is one level (one TTL queue): it waits there across the restart and expires well
+    // after the broker is back (a restart of the private node takes about a second). A message
+    // that expires while the broker is still starting can be parked until the dead-letter
+    // confirm timeout (DLX_CONFIRM_TIMEOUT_MS here): late, not lost, and this test allows for it.
+    const delayMs = 2 ** 13;
     await deferring.send(Work, { n: total }, { delayMs });
     await deferring.stop();
-    await run('rabbitmqctl', ['stop_app'], { timeout: 60_000 });
+    await broker.stopApp();
     try {
       await worker.until((x) => x.state === 'reconnecting', 'a reconnecting state change');
     } finally {
-      await run('rabbitmqctl', ['start_app'], { timeout: 60_000 });
+      await broker.startApp();
     }
     await worker.until((x) => x.state === 'connected', 'a connected state change after the restart', 60_000);
     await sender.until((x) => x.sent === total, 'all sends done', 90_000);
@@ -62,9 +70,12 @@ suite(`RabbitMQ broker restart${rabbit.skipReason ? ` (skipped: ${rabbit.skipRea
     const handled = new Set(handledBy([worker]).map((r) => r.n));
     expect([...Array(total).keys()].filter((n) => !handled.has(n))).toEqual([]);
 
-    // Usually ~33 s; up to the broker's 180 s dead-letter confirm timeout more if the restart
-    // caught it moving between levels. Late is allowed, lost is not.
-    const deferred = await waitFor(() => worker.reports.find((r) => r.n === total && r.handled !== undefined), { timeoutMs: delayMs + 200_000, what: 'the deferred message after the restart' });
+    // Usually ~8 s; up to the dead-letter confirm timeout more if the restart caught it moving
+    // between levels. Late is allowed, lost is not.
+    const deferred = await waitFor(() => worker.reports.find((r) => r.n === total && r.handled !== undefined), {
+      timeoutMs: delayMs + DLX_CONFIRM_TIMEOUT_MS + 30_000,
+      what: 'the deferred message after the restart',
+    });
     expect(deferred).toBeDefined();
     expect(Date.now() - deferredAt).toBeGreaterThanOrEqual(delayMs);
   });

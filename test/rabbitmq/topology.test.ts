@@ -104,22 +104,33 @@ describeOnBroker('RabbitMQ topology and refusals', () => {
     expect(got?.message.body).toBe(JSON.stringify({ n: 2 }));
   });
 
-  it('delivers delayed messages never early, in due order, within a bounded lateness', async () => {
+  it('delivers delayed messages never early, within a bounded lateness, in due order where due times are further apart than that', async () => {
     const name = q('delays');
     const t = await open();
     await t.createQueue(name);
     // The first delayed send declares the delay topology; keep that out of the timing.
     await t.dispatch([{ destination: name, message: message(-1), deliverAt: Date.now() + 1 }]);
     expect(await receiveAll(t, name, 1)).toHaveLength(1);
-    const delays = [900, 120, 400, 10, 650]; // due order: 3, 1, 2, 4, 0 (spaced wider than the broker's lateness)
+    // Each delay takes its own path through the TTL levels (one hop, a quorum dead-letter with
+    // its confirm, per set bit), so lateness differs per message: the design promises never
+    // early and late by at most LATENESS_MS, hence order only for due times further apart than
+    // that. 10 ms and 120 ms once arrived as 120 before 10 under load; that is allowed.
+    const LATENESS_MS = 400;
+    const delays = [900, 120, 400, 10, 650];
     const sentAt = Date.now();
     await t.dispatch(delays.map((ms, n) => ({ destination: name, message: message(n), deliverAt: sentAt + ms })));
     const got = await receiveAll(t, name, delays.length);
-    expect(got.map((g) => Number(g.message.headers.n))).toEqual([3, 1, 2, 4, 0]);
+    const order = got.map((g) => Number(g.message.headers.n));
+    expect([...order].sort()).toEqual([0, 1, 2, 3, 4]);
     for (const g of got) {
       const due = sentAt + delays[Number(g.message.headers.n)]!;
       expect(g.at).toBeGreaterThanOrEqual(due);
-      expect(g.at - due).toBeLessThan(400);
+      expect(g.at - due).toBeLessThan(LATENESS_MS);
+    }
+    for (const [i, a] of order.entries()) {
+      for (const b of order.slice(i + 1)) {
+        if (delays[b]! + LATENESS_MS <= delays[a]!) expect.fail(`message ${b} (due at ${delays[b]} ms) arrived after ${a} (due at ${delays[a]} ms)`);
+      }
     }
   });
 
