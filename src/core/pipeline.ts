@@ -99,7 +99,15 @@ export function compose<C>(steps: readonly PipelineStep<C>[]): (context: C) => P
   const runs = steps.map((s) => s.run);
   const end = Promise.resolve();
   return (context) => {
-    const dispatch = (i: number): Promise<void> => (i < runs.length ? runs[i]!(context, () => dispatch(i + 1)) : end);
+    const dispatch = (i: number): Promise<void> => {
+      if (i === runs.length) return end;
+      try {
+        return runs[i]!(context, () => dispatch(i + 1));
+      } catch (error) {
+        // A step that is not async and throws: the same as a rejection, for the steps before it.
+        return Promise.reject(error);
+      }
+    };
     return dispatch(0);
   };
 }

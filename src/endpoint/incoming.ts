@@ -100,9 +100,11 @@ export class IncomingMessage implements IncomingContext {
   }
 }
 
+// Steps that need no await of their own return next() instead of awaiting it: one promise and
+// its microtask turns fewer per step per message (measured on sqlite.send).
 const decode: PipelineStep<IncomingMessage> = {
   name: 'decode',
-  async run(ctx, next) {
+  run(ctx, next) {
     const { message, deps } = ctx;
     if (ctx.envelopeProblem !== undefined) {
       throw new SwitchyardError(ErrorCodes.MALFORMED_MESSAGE, `The stored message cannot be read as sent: ${ctx.envelopeProblem}.`, {
@@ -114,15 +116,15 @@ const decode: PipelineStep<IncomingMessage> = {
     const kind = message.headers[Headers.Intent];
     ctx.control = kind === undefined ? undefined : deps.controlFeatures.get(kind);
     if (!ctx.control) ctx.types = readEnclosedTypes(message.headers);
-    await next();
+    return next();
   },
 };
 
 const control: PipelineStep<IncomingMessage> = {
   name: 'control',
-  async run(ctx, next) {
+  run(ctx, next) {
     if (!ctx.control) return next();
-    ctx.outgoing.push(...(await ctx.control.handleControl!({ message: ctx.message, signal: ctx.signal })));
+    return ctx.control.handleControl!({ message: ctx.message, signal: ctx.signal }).then((sends) => void ctx.outgoing.push(...sends));
   },
 };
 
@@ -136,27 +138,37 @@ const validate: PipelineStep<IncomingMessage> = {
       });
     }
     ctx.definition = definition;
-    ctx.body = await validateBody(definition, parseBody(ctx.message.body), 'receive');
+    const body = parseBody(ctx.message.body);
+    if (!definition.schema) {
+      ctx.body = body;
+      return next();
+    }
+    ctx.body = await validateBody(definition, body, 'receive');
     await next();
   },
 };
 
 const unitOfWork: PipelineStep<IncomingMessage> = {
   name: 'unit-of-work',
-  async run(ctx, next) {
+  run(ctx, next) {
     const { receipt } = ctx;
     ctx.openUnitOfWork(() => receipt.session);
-    await next();
+    return next();
   },
 };
 
 const invoke: PipelineStep<IncomingMessage> = {
   name: 'invoke',
   async run(ctx, next) {
-    for (const handler of handlersFor(ctx.deps, ctx.types)) {
+    const handlers = handlersFor(ctx.deps, ctx.types);
+    if (handlers.length === 1) {
+      await handlers[0]!.invoke(ctx.body, new MessageHandlerContext(ctx, handlers[0]!.definition.typeName));
+      return next();
+    }
+    for (const handler of handlers) {
       await handler.invoke(ctx.body, new MessageHandlerContext(ctx, handler.definition.typeName));
     }
-    await next();
+    return next();
   },
 };
 

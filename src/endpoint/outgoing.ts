@@ -129,7 +129,7 @@ function replyAddress(ctx: OutgoingMessage): Address {
 
 const route: PipelineStep<OutgoingMessage> = {
   name: 'route',
-  async run(ctx, next) {
+  run(ctx, next) {
     const { deps, definition, options } = ctx;
     switch (ctx.operation) {
       case 'send': {
@@ -144,20 +144,24 @@ const route: PipelineStep<OutgoingMessage> = {
         break;
       case 'publish':
         if (definition.kind !== 'event') throw wrongIntent(definition, 'publish', 'Send commands and messages with send(); define events with defineEvent().');
-        ctx.destinations = await publishDestinations(deps, definition);
-        break;
+        ctx.deliverAt = deliverAtOf(options, deps.transport);
+        return publishDestinations(deps, definition).then((destinations) => {
+          ctx.destinations = destinations;
+          return next();
+        });
       case 'reply':
         ctx.destinations = [{ destination: replyAddress(ctx) }];
         break;
     }
     ctx.deliverAt = deliverAtOf(options, deps.transport);
-    await next();
+    return next();
   },
 };
 
+// Steps that need no await of their own return next() instead of awaiting it (see incoming.ts).
 const headers: PipelineStep<OutgoingMessage> = {
   name: 'headers',
-  async run(ctx, next) {
+  run(ctx, next) {
     for (const key in ctx.headers) {
       if (key.startsWith('sy1-')) {
         throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Header ${key} is reserved for Switchyard.`, { fix: 'Choose a header name without the sy1- prefix.' });
@@ -174,31 +178,36 @@ const headers: PipelineStep<OutgoingMessage> = {
       headers: ctx.headers,
     });
     Object.assign(ctx.headers, stamped);
-    await next();
+    return next();
   },
 };
 
 const serialize: PipelineStep<OutgoingMessage> = {
   name: 'serialize',
-  async run(ctx, next) {
+  run(ctx, next) {
     const { definition } = ctx;
-    const text = JSON.stringify(definition.schema ? await validateBody(definition, ctx.body, 'send') : ctx.body);
-    if (text === undefined) {
-      throw new SwitchyardError(ErrorCodes.VALIDATION_FAILED, `The body of ${definition.typeName} cannot be serialised to JSON.`, { fix: 'Pass a plain object of JSON values.' });
-    }
-    checkBodySize(text, ctx.deps.limits);
-    ctx.message = { id: ctx.headers[Headers.MessageId]!, headers: ctx.headers, body: text };
-    await next();
+    if (!definition.schema) return toMessage(ctx, ctx.body, next);
+    return validateBody(definition, ctx.body, 'send').then((body) => toMessage(ctx, body, next));
   },
 };
 
+function toMessage(ctx: OutgoingMessage, body: unknown, next: () => Promise<void>): Promise<void> {
+  const { definition } = ctx;
+  const text = JSON.stringify(body);
+  if (text === undefined) {
+    throw new SwitchyardError(ErrorCodes.VALIDATION_FAILED, `The body of ${definition.typeName} cannot be serialised to JSON.`, { fix: 'Pass a plain object of JSON values.' });
+  }
+  checkBodySize(text, ctx.deps.limits);
+  ctx.message = { id: ctx.headers[Headers.MessageId]!, headers: ctx.headers, body: text };
+  return next();
+}
+
 const dispatch: PipelineStep<OutgoingMessage> = {
   name: 'dispatch',
-  async run(ctx, next) {
+  run(ctx, next) {
     const message = ctx.message!;
     const { deliverAt } = ctx;
-    await ctx.deliver(ctx.destinations.map((to) => ({ ...to, message, deliverAt })));
-    await next();
+    return ctx.deliver(ctx.destinations.map((to) => ({ ...to, message, deliverAt }))).then(next);
   },
 };
 
