@@ -41,6 +41,17 @@ function feature(name: string, calls: string[], fail?: 'setup' | 'start'): Endpo
   };
 }
 
+/** An endpoint on a recording transport with the given features. */
+function recordedEndpoint(calls: string[], features: EndpointFeature[]) {
+  return createEndpoint({
+    name: 'Lifecycle',
+    transport: recording(new MemoryBroker(), calls),
+    logger: silentLogger,
+    handlers: [handle(Work, () => undefined)],
+    features,
+  });
+}
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -49,13 +60,7 @@ afterEach(() => {
 describe('endpoint lifecycle', () => {
   it('undoes a start whose feature start fails, in reverse, and never starts receiving', async () => {
     const calls: string[] = [];
-    const endpoint = createEndpoint({
-      name: 'Lifecycle',
-      transport: recording(new MemoryBroker(), calls),
-      logger: silentLogger,
-      handlers: [handle(Work, () => undefined)],
-      features: [feature('a', calls), feature('b', calls, 'start')],
-    });
+    const endpoint = recordedEndpoint(calls, [feature('a', calls), feature('b', calls, 'start')]);
     await expect(endpoint.start()).rejects.toThrow('b cannot start');
     expect(endpoint.status).toBe('stopped');
     expect(calls).toEqual(['open', 'a.setup', 'b.setup', 'a.start', 'b.start', 'a.stopping', 'b.stop', 'a.stop', 'close']);
@@ -63,26 +68,14 @@ describe('endpoint lifecycle', () => {
 
   it('undoes only the setups that ran when a feature setup fails', async () => {
     const calls: string[] = [];
-    const endpoint = createEndpoint({
-      name: 'Lifecycle',
-      transport: recording(new MemoryBroker(), calls),
-      logger: silentLogger,
-      handlers: [handle(Work, () => undefined)],
-      features: [feature('a', calls), feature('b', calls, 'setup'), feature('c', calls)],
-    });
+    const endpoint = recordedEndpoint(calls, [feature('a', calls), feature('b', calls, 'setup'), feature('c', calls)]);
     await expect(endpoint.start()).rejects.toThrow('b cannot set up');
     expect(calls).toEqual(['open', 'a.setup', 'b.setup', 'a.stop', 'close']);
   });
 
   it('stops in the documented order: stop receiving, features stopping, drain, features stop, close', async () => {
     const calls: string[] = [];
-    const endpoint = createEndpoint({
-      name: 'Lifecycle',
-      transport: recording(new MemoryBroker(), calls),
-      logger: silentLogger,
-      handlers: [handle(Work, () => undefined)],
-      features: [feature('a', calls), feature('b', calls)],
-    });
+    const endpoint = recordedEndpoint(calls, [feature('a', calls), feature('b', calls)]);
     await endpoint.start();
     await endpoint.stop();
     const withoutReceives = calls.filter((c) => c !== 'receive');
