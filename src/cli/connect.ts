@@ -9,6 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import { lineLogger } from '../core/logger.js';
 import type { Transport } from '../core/transport.js';
 
 export interface StoreConnector {
@@ -54,7 +55,7 @@ const rabbitmqConnector: StoreConnector = {
   async open(value) {
     const { rabbitmqTransport } = await import('../rabbitmq/index.js');
     // Operator commands never declare topology: a typo in a queue name must not create a queue.
-    const transport = rabbitmqTransport({ url: value, createTopology: false, logger: { info: () => undefined, warn: (l) => console.error(l), error: (l) => console.error(l) } });
+    const transport = rabbitmqTransport({ url: value, createTopology: false, logger: lineLogger((level, line) => void (level !== 'info' && console.error(line))) });
     await transport.open();
     return transport;
   },
