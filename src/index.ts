@@ -21,8 +21,8 @@ export { SwitchyardError, UnrecoverableError, ErrorCodes, isSwitchyardError } fr
 export type { ErrorCode } from './core/errors.js';
 export { Headers } from './core/headers.js';
 export type { HeaderMap, Intent, MessageIntent } from './core/headers.js';
-export { INCOMING_STEPS, OUTGOING_STEPS } from './core/pipeline.js';
-export type { Behaviour, IncomingContext, IncomingStepName, OutgoingContext, OutgoingStepName, Step } from './core/pipeline.js';
+export { HANDLER_STEPS, INCOMING_STEPS, OUTGOING_STEPS } from './core/pipeline.js';
+export type { Behaviour, HandlerInvocation, HandlerStepName, IncomingContext, IncomingStepName, OutgoingContext, OutgoingStepName, Settlement, Step } from './core/pipeline.js';
 export { consoleLogger, lineLogger, silentLogger, withFields } from './core/logger.js';
 export type { LogFields, Logger, LogLevel, LogMethod } from './core/logger.js';
 export type { Address, EndpointName, InstanceIdentity } from './core/identity.js';

@@ -32,13 +32,13 @@ import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, typ
 import { consoleLogger, type Logger } from '../core/logger.js';
 import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
 import { Lifecycle } from '../core/lifecycle.js';
-import { arrange, compose, type Behaviour, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
+import { arrange, compose, type Behaviour, type HandlerInvocation, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
 import { Router, type Routes } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
 import { checkRecoverability, recoverabilityConfig, type RecoverabilityOptions } from '../recoverability/policy.js';
 import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
-import { INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
+import { HANDLER_PIPELINE, INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
 
 export interface EndpointOptions {
   /** The logical endpoint name, e.g. `Sales`: shared by all its instances. */
@@ -166,6 +166,9 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   const outgoingBehaviours = behaviours.filter((b) => b.pipeline === 'outgoing') as { name: string; before?: string; after?: string; run: Step<OutgoingContext> }[];
   const runIncoming = compose<IncomingMessage>(arrange(INCOMING_PIPELINE, incomingBehaviours, 'incoming'));
   const runOutgoing = compose<OutgoingMessage>(arrange(OUTGOING_PIPELINE, outgoingBehaviours, 'outgoing'));
+  const handlerBehaviours = behaviours.filter((b) => b.pipeline === 'handler') as { name: string; before?: string; after?: string; run: Step<HandlerInvocation> }[];
+  // No handler behaviours: handlers are called directly, with no pipeline around each call.
+  const invokeHandler = handlerBehaviours.length > 0 ? compose<HandlerInvocation>(arrange(HANDLER_PIPELINE, handlerBehaviours, 'handler')) : undefined;
 
   const deps: IncomingDeps = {
     identity,
@@ -178,6 +181,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     handlers,
     recoverability,
     controlFeatures,
+    invokeHandler,
     publicAddress: () => publicAddress,
     outgoing: runOutgoing,
   };
