@@ -17,6 +17,7 @@ export { createEndpoint } from './endpoint/endpoint.js';
 export { stopOnSignals } from './endpoint/shutdown.js';
 export type { Stoppable, StopOnSignalsOptions } from './endpoint/shutdown.js';
 export type { Endpoint, EndpointOptions, EndpointStatus } from './endpoint/endpoint.js';
+export type { EndpointHealth } from './endpoint/health.js';
 export { SwitchyardError, UnrecoverableError, ErrorCodes, isSwitchyardError } from './core/errors.js';
 export type { ErrorCode } from './core/errors.js';
 export { Headers } from './core/headers.js';
@@ -83,3 +84,7 @@ export type { RecoverabilityOptions, RecoverabilityAction, FailureInfo } from '.
 export { failedMessages } from './recoverability/failed-messages.js';
 export type { FailedMessages, FailedMessagesOptions, FailedMessageOutcome, FailedMessagePage, ListOptions as FailedMessageListOptions } from './recoverability/failed-messages.js';
 export type { FailedMessage, FailedMessageSummary, FailedMessageFilter } from './recoverability/failed-message.js';
+export { healthServer } from './health/server.js';
+export type { HealthServer, HealthServerOptions } from './health/server.js';
+export { heartbeats, readHeartbeats, DEFAULT_HEARTBEAT_QUEUE } from './health/heartbeats.js';
+export type { Heartbeat, HeartbeatOptions } from './health/heartbeats.js';

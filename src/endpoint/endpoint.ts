@@ -38,6 +38,7 @@ import { Router, type Routes } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
 import { checkRecoverability, recoverabilityConfig, type RecoverabilityOptions } from '../recoverability/policy.js';
 import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
+import { describeHealth, type EndpointHealth, type EndpointStatus } from './health.js';
 import { HANDLER_PIPELINE, INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
 
 export interface EndpointOptions {
@@ -79,7 +80,7 @@ export interface EndpointOptions {
   stopGraceMs?: number;
 }
 
-export type EndpointStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+export type { EndpointStatus } from './health.js';
 
 export interface Endpoint extends MessageSender, AsyncDisposable {
   readonly name: string;
@@ -89,6 +90,8 @@ export interface Endpoint extends MessageSender, AsyncDisposable {
   readonly publicAddress: Address;
   start(): Promise<void>;
   stop(options?: { signal?: AbortSignal }): Promise<void>;
+  /** Status, transport reachability, the receive loop, handlers in flight (see docs/observability.md). */
+  health(): EndpointHealth;
 }
 
 function configError(setting: string, problem: string, fix: string): SwitchyardError {
@@ -344,6 +347,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     async publish(definition, body, publishOptions?: PublishOptions) {
       await requireRunning().publish(definition, body, publishOptions);
     },
+    health: () => describeHealth(identity, transport.name, status, pump?.health()),
     [Symbol.asyncDispose]() {
       return endpoint.stop();
     },

@@ -34,7 +34,7 @@ describe('layering', () => {
   });
 
   it('keeps capability folders free of technology folders and drivers', () => {
-    const capabilities = ['endpoint', 'pubsub', 'scaleout', 'recoverability', 'datasets'];
+    const capabilities = ['endpoint', 'pubsub', 'scaleout', 'recoverability', 'datasets', 'health'];
     const offending = capabilities.flatMap((folder) => {
       const dir = path.join(root, folder);
       return statSync(dir, { throwIfNoEntry: false })
