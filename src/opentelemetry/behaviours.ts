@@ -10,10 +10,10 @@
  * through the active context, so the chain holds without a context manager; the active context
  * is still set for the user's own instrumentation.
  */
-import { context as otelContext, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import { context as otelContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
 import type { ErrorCode } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
-import type { Behaviour, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
+import type { Behaviour, HandlerInvocation, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
 import type { TransportMessage } from '../core/transport.js';
 import { delayedRoundOf } from '../recoverability/failure-headers.js';
 import { Attr, SpanEvents } from './attributes.js';
@@ -35,61 +35,90 @@ export interface Instrumentation {
   readonly system: string;
 }
 
+/** What the behaviours of one endpoint share. */
+interface Scope {
+  readonly system: string;
+  readonly tracer: Tracer | undefined;
+  readonly metrics: MessageMetrics | undefined;
+  readonly handling: WeakMap<TransportMessage, HandledMessage>;
+  /** Attribute sets that repeat for every message from one queue, or to one destination: made once. */
+  readonly fromQueue: Map<string, Attributes>;
+  readonly toDestination: Map<string, Attributes>;
+}
+
 export function telemetryBehaviours({ tracer, metrics, system }: Instrumentation): Behaviour[] {
-  const handling = new WeakMap<TransportMessage, HandledMessage>();
+  const scope: Scope = { system, tracer, metrics, handling: new WeakMap(), fromQueue: new Map(), toDestination: new Map() };
   const behaviours: Behaviour[] = [
-    { pipeline: 'incoming', name: 'opentelemetry-process', before: 'settle', run: (ctx, next) => processMessage(ctx, next, system, tracer, metrics, handling) },
-    { pipeline: 'outgoing', name: 'opentelemetry-send', after: 'headers', run: (ctx, next) => sendMessage(ctx, next, system, tracer, metrics, handling) },
+    { pipeline: 'incoming', name: 'opentelemetry-process', before: 'settle', run: (ctx, next) => processMessage(ctx, next, scope) },
+    { pipeline: 'outgoing', name: 'opentelemetry-send', after: 'headers', run: (ctx, next) => sendMessage(ctx, next, scope) },
   ];
-  if (tracer) {
-    behaviours.push({
-      pipeline: 'handler',
-      name: 'opentelemetry-handler',
-      before: 'handler',
-      async run(invocation, next) {
-        const state = handling.get(invocation.incoming.message);
-        const parent = state?.current ?? otelContext.active();
-        const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
-        const current = trace.setSpan(parent, span);
-        if (state) state.current = current;
-        try {
-          await otelContext.with(current, next);
-        } catch (error) {
-          recordFailure(span, error as Error);
-          throw error;
-        } finally {
-          span.end();
-          if (state) state.current = parent;
-        }
-      },
-    });
-  }
+  if (tracer) behaviours.push({ pipeline: 'handler', name: 'opentelemetry-handler', before: 'handler', run: (invocation, next) => invokeHandler(invocation, next, tracer, scope.handling) });
   return behaviours;
 }
 
-async function processMessage(ctx: IncomingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
-  const started = performance.now();
+async function invokeHandler(invocation: HandlerInvocation, next: () => Promise<void>, tracer: Tracer, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
+  const state = handling.get(invocation.incoming.message);
+  const parent = state?.current ?? otelContext.active();
+  const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
+  const current = trace.setSpan(parent, span);
+  if (state) state.current = current;
+  try {
+    await otelContext.with(current, next);
+  } catch (error) {
+    recordFailure(span, error as Error);
+    throw error;
+  } finally {
+    span.end();
+    if (state) state.current = parent;
+  }
+}
+
+/** Reply addresses come from the wire: the cache is bounded, so many distinct ones cannot grow it without end. */
+function remember(cache: Map<string, Attributes>, key: string, attributes: Attributes): void {
+  if (cache.size >= 1000) cache.clear();
+  cache.set(key, attributes);
+}
+
+function consumerAttributes(scope: Scope, ctx: IncomingContext): Attributes {
+  let attributes = scope.fromQueue.get(ctx.queue);
+  if (!attributes) {
+    attributes = { [Attr.System]: scope.system, [Attr.DestinationName]: ctx.queue, [Attr.ConsumerGroup]: ctx.endpoint.endpoint };
+    remember(scope.fromQueue, ctx.queue, attributes);
+  }
+  return attributes;
+}
+
+function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent: Context): Span {
   const { message } = ctx;
-  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: ctx.queue, [Attr.ConsumerGroup]: ctx.endpoint.endpoint };
-  metrics?.consumed.add(1, attributes);
-  const parent = contextFromHeaders(message.headers);
-  const span = tracer?.startSpan(
+  const conversation = message.headers[Headers.ConversationId];
+  return tracer.startSpan(
     `process ${ctx.queue}`,
     {
       kind: SpanKind.CONSUMER,
       attributes: {
-        ...attributes,
+        [Attr.System]: scope.system,
+        [Attr.DestinationName]: ctx.queue,
+        [Attr.ConsumerGroup]: ctx.endpoint.endpoint,
         [Attr.OperationType]: 'process',
         [Attr.OperationName]: 'process',
         [Attr.MessageId]: message.id,
         [Attr.ClientId]: ctx.endpoint.id,
-        [Attr.ConversationId]: message.headers[Headers.ConversationId],
+        ...(conversation !== undefined ? { [Attr.ConversationId]: conversation } : {}),
         [Attr.Attempt]: ctx.attempts,
         [Attr.DelayedRetries]: delayedRoundOf(message.headers),
       },
     },
     parent,
   );
+}
+
+async function processMessage(ctx: IncomingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+  const { tracer, metrics, handling } = scope;
+  const started = metrics ? performance.now() : 0;
+  const { message } = ctx;
+  if (metrics) metrics.consumed.add(1, consumerAttributes(scope, ctx));
+  const parent = tracer ? contextFromHeaders(message.headers) : ROOT_CONTEXT;
+  const span = tracer && processSpan(tracer, ctx, scope, parent);
   const current = span ? trace.setSpan(parent, span) : parent;
   const state: HandledMessage = { current, sent: [] };
   handling.set(message, state);
@@ -97,11 +126,13 @@ async function processMessage(ctx: IncomingContext, next: () => Promise<void>, s
     await (span ? otelContext.with(current, next) : next());
   } finally {
     handling.delete(message);
-    const settlement = ctx.settlement ?? { outcome: 'unsettled' };
+    const settlement = ctx.settlement ?? UNSETTLED;
     if (span) endProcessSpan(span, ctx, settlement);
-    if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, attributes, performance.now() - started);
+    if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, consumerAttributes(scope, ctx), performance.now() - started);
   }
 }
+
+const UNSETTLED: Settlement = { outcome: 'unsettled' };
 
 function endProcessSpan(span: Span, ctx: IncomingContext, settlement: Settlement): void {
   const type = ctx.definition?.typeName;
@@ -147,28 +178,44 @@ function recordProcessMetrics(metrics: MessageMetrics, ctx: IncomingContext, set
   }
 }
 
-async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
-  const state = ctx.incoming && handling.get(ctx.incoming);
+function producerAttributes(scope: Scope, ctx: OutgoingContext): Attributes {
   const destination = ctx.intent === 'publish' ? ctx.definition.typeName : destinationOf(ctx);
-  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: destination, [Attr.OperationName]: ctx.intent };
+  const key = `${ctx.intent} ${destination}`;
+  let attributes = scope.toDestination.get(key);
+  if (!attributes) {
+    attributes = { [Attr.System]: scope.system, [Attr.DestinationName]: destination, [Attr.OperationName]: ctx.intent };
+    remember(scope.toDestination, key, attributes);
+  }
+  return attributes;
+}
+
+function producerSpan(tracer: Tracer, ctx: OutgoingContext, attributes: Attributes, parent: Context): Span {
+  const { headers } = ctx;
+  return tracer.startSpan(
+    `${ctx.intent} ${String(attributes[Attr.DestinationName])}`,
+    {
+      kind: SpanKind.PRODUCER,
+      attributes: {
+        ...attributes,
+        [Attr.OperationType]: 'send',
+        [Attr.MessageId]: headers[Headers.MessageId],
+        [Attr.ConversationId]: headers[Headers.ConversationId],
+        [Attr.MessageType]: ctx.definition.typeName,
+        [Attr.ClientId]: headers[Headers.OriginatingInstance],
+      },
+    },
+    parent,
+  );
+}
+
+async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+  const { tracer, metrics } = scope;
+  const state = ctx.incoming && scope.handling.get(ctx.incoming);
+  const attributes = producerAttributes(scope, ctx);
   let span: Span | undefined;
   if (tracer) {
     const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : otelContext.active());
-    span = tracer.startSpan(
-      `${ctx.intent} ${destination}`,
-      {
-        kind: SpanKind.PRODUCER,
-        attributes: {
-          ...attributes,
-          [Attr.OperationType]: 'send',
-          [Attr.MessageId]: ctx.headers[Headers.MessageId],
-          [Attr.ConversationId]: ctx.headers[Headers.ConversationId],
-          [Attr.MessageType]: ctx.definition.typeName,
-          [Attr.ClientId]: ctx.headers[Headers.OriginatingInstance],
-        },
-      },
-      parent,
-    );
+    span = producerSpan(tracer, ctx, attributes, parent);
     writeTraceHeaders(ctx.headers, span.spanContext());
   }
   try {
