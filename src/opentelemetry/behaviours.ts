@@ -90,7 +90,6 @@ function consumerAttributes(scope: Scope, ctx: IncomingContext): Attributes {
 
 function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent: Context): Span {
   const { message } = ctx;
-  const conversation = message.headers[Headers.ConversationId];
   return tracer.startSpan(
     `process ${ctx.queue}`,
     {
@@ -103,7 +102,7 @@ function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent:
         [Attr.OperationName]: 'process',
         [Attr.MessageId]: message.id,
         [Attr.ClientId]: ctx.endpoint.id,
-        ...(conversation !== undefined ? { [Attr.ConversationId]: conversation } : {}),
+        [Attr.ConversationId]: message.headers[Headers.ConversationId],
         [Attr.Attempt]: ctx.attempts,
         [Attr.DelayedRetries]: delayedRoundOf(message.headers),
       },
@@ -195,8 +194,11 @@ function producerSpan(tracer: Tracer, ctx: OutgoingContext, attributes: Attribut
     `${ctx.intent} ${String(attributes[Attr.DestinationName])}`,
     {
       kind: SpanKind.PRODUCER,
+      // Written out, not spread from `attributes`: this runs for every message sent.
       attributes: {
-        ...attributes,
+        [Attr.System]: attributes[Attr.System],
+        [Attr.DestinationName]: attributes[Attr.DestinationName],
+        [Attr.OperationName]: attributes[Attr.OperationName],
         [Attr.OperationType]: 'send',
         [Attr.MessageId]: headers[Headers.MessageId],
         [Attr.ConversationId]: headers[Headers.ConversationId],

@@ -7,6 +7,8 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, defineMessage, handle, silentLogger, startDistributor, distributorWorker, type Endpoint, type EndpointOptions } from '../../src/index.js';
 import { openTelemetry, type SwitchyardTelemetry } from '../../src/opentelemetry/index.js';
+import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
+import { memoryDistributorStore } from '../../src/scaleout/distributor-store.js';
 import { sqliteDistributorStore, sqliteTransport } from '../../src/sqlite/index.js';
 import { waitFor } from '../../src/testing/wait.js';
 import { inMemoryTelemetry, kindName, parentOf, tempDb } from './fixtures/otel.js';
@@ -120,6 +122,35 @@ describe('tracing through a distributor (SQLite)', () => {
     }
     expect([...workers].sort(), 'both workers took part').toEqual(['Sales@a', 'Sales@b']);
     expect(done.sort()).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('tracing through a distributor that receives and completes (memory: no Transport.forward)', () => {
+  it('makes the forward span from the completion that carries the stamped copy', async () => {
+    const otel = inMemoryTelemetry();
+    cleanups.push(() => otel.shutdown());
+    const telemetry = openTelemetry({ tracerProvider: otel.tracerProvider, metrics: false });
+    const broker = new MemoryBroker();
+    const distributor = await startDistributor({ endpoint: 'Sales', transport: telemetry.traceForwards(memoryTransport({ broker })), store: memoryDistributorStore(), logger: silentLogger });
+    cleanups.push(() => distributor.stop());
+    await started(telemetry, {
+      name: 'Sales',
+      transport: memoryTransport({ broker }),
+      queues: { shared: false, instance: true },
+      instance: { discriminator: 'a' },
+      features: [distributorWorker({ distributor: 'Sales' })],
+      handlers: [handle(Work, () => undefined)],
+    });
+    await waitFor(() => distributor.status().workers.length === 1, { what: 'the worker ready' });
+    const client = await started(telemetry, { name: 'Client', transport: memoryTransport({ broker }), sendOnly: true, routes: { 'Test.Work': 'Sales' } });
+    await client.send(Work, { n: 1 });
+    await waitFor(() => otel.spans().some((s) => s.name === 'process Sales@a'), { what: 'the message processed' });
+    const send = one(otel.spans(), 'one send', (s) => s.name === 'send Sales');
+    const forward = one(otel.spans(), 'one forward, none for the ready messages', (s) => s.name.startsWith('forward '));
+    expect(forward.name).toBe('forward Sales@a');
+    expect(forward.attributes).toMatchObject({ 'messaging.system': 'memory', 'messaging.operation.name': 'forward', 'switchyard.distributor.data_queue': 'Sales' });
+    expect(parentOf(forward)).toBe(send.spanContext().spanId);
+    expect(parentOf(one(otel.spans(), 'one process', (s) => s.name === 'process Sales@a'))).toBe(send.spanContext().spanId);
   });
 });
 
