@@ -218,7 +218,10 @@ async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scop
   if (tracer) {
     const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : otelContext.active());
     span = producerSpan(tracer, ctx, attributes, parent);
-    writeTraceHeaders(ctx.headers, span.spanContext());
+    // A no-op tracer (no provider registered) hands back the parent's context: then the header
+    // Switchyard stamped, with its own new span id for this hop, stays.
+    const made = span.spanContext();
+    if (made.spanId !== trace.getSpanContext(parent)?.spanId) writeTraceHeaders(ctx.headers, made);
   }
   try {
     await next();

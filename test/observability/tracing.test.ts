@@ -201,7 +201,7 @@ describe('tracing failures', () => {
     }
   });
 
-  it('leaves the traceparent Switchyard stamps when no tracer provider is registered (the API is a no-op)', async () => {
+  it('leaves the traceparent Switchyard stamps when no tracer provider is registered (the API is a no-op): one trace id, a new span id per hop', async () => {
     const db = tempDb();
     cleanups.push(() => db.cleanup());
     const telemetry = openTelemetry();
@@ -209,11 +209,17 @@ describe('tracing failures', () => {
     const endpoint = await started(telemetry, {
       name: 'Sales',
       transport: sqliteTransport({ path: db.file }),
-      handlers: [handle(Work, (_b, ctx) => void seen.push(ctx.headers.traceparent ?? 'none'))],
+      handlers: [
+        handle(Work, async ({ n }, ctx) => {
+          seen.push(ctx.headers.traceparent ?? 'none');
+          if (n < 3) await ctx.sendLocal(Work, { n: n + 1 });
+        }),
+      ],
     });
     await endpoint.sendLocal(Work, { n: 1 });
-    await waitFor(() => seen.length === 1, { what: 'the message handled' });
-    expect(seen[0]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    expect(seen[0]).not.toMatch(/^00-0{32}/);
+    await waitFor(() => seen.length === 3, { what: 'three hops handled' });
+    for (const header of seen) expect(header).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(new Set(seen.map((h) => h.split('-')[1])).size, 'one trace').toBe(1);
+    expect(new Set(seen.map((h) => h.split('-')[2])).size, 'a span id per hop').toBe(3);
   });
 });
