@@ -286,7 +286,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
       await lifecycle.start();
     } catch (error) {
       status = 'stopped';
-      logger.error(`failed to start: ${asError(error).message}`);
+      logger.error({ err: asError(error) }, `failed to start: ${asError(error).message}`);
       throw error;
     }
     status = 'running';
