@@ -6,3 +6,5 @@ export type { SqliteOptions, Synchronous } from './database.js';
 export { sqliteDatasetStore } from './dataset-store.js';
 export { DISTRIBUTOR_SYNCHRONOUS, sqliteDistributorStore } from './distributor-store.js';
 export type { SqliteDatasetStoreOptions } from './dataset-store.js';
+export { sqliteSession } from './session.js';
+export type { SqliteConnection, SqliteSession, SqliteStatement, SqliteValue } from './session.js';

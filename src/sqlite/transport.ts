@@ -8,8 +8,9 @@
  * - claim:   UPDATE visible_at = now + lease, lease_token + 1, delivery_count + 1 for the oldest
  *            visible rows of a queue; returns the rows and their tokens
  * - renew:   UPDATE visible_at = now + lease WHERE seq AND lease_token   (0 rows: lease lost)
- * - complete: DELETE WHERE seq AND lease_token (0 rows: SY_ERR_LEASE_LOST, savepoint rolls back
- *            the sends queued with it), then the enqueues of the handler's outgoing messages
+ * - complete: DELETE WHERE seq AND lease_token (0 rows: SY_ERR_LEASE_LOST, nothing written), the
+ *            handler's own queued writes (src/sqlite/session.ts) and the enqueues of its outgoing
+ *            messages; with own writes, under a savepoint so a failing one undoes only its unit
  * - abandon: UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
  *
  * Fencing: seq is AUTOINCREMENT (migration 2), never reused, and lease_token only grows for a
@@ -26,6 +27,7 @@ import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
 import { QueueSignals } from './queue-signals.js';
+import { SqliteUnitOfWork, StatementCache } from './session.js';
 
 export interface SqliteTransportOptions extends SqliteOptions {
   /** How long a received message is held before another consumer may take it (renewed while held). */
@@ -113,6 +115,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   let signals: QueueSignals;
   let leases: LeaseKeeper;
   let statements: ReturnType<typeof prepare>;
+  let handlerStatements: StatementCache;
   const knownQueues = new Set<string>();
   let closed = false;
 
@@ -132,6 +135,9 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       nextVisible: d.prepare('SELECT MIN(visible_at) AS at FROM sy_messages WHERE queue = ?').pluck(),
       queueExists: d.prepare('SELECT 1 FROM sy_queues WHERE name = ?').pluck(),
       createQueue: d.prepare('INSERT OR IGNORE INTO sy_queues (name, created_at) VALUES (?, ?)'),
+      savepoint: d.prepare('SAVEPOINT sy_unit_of_work'),
+      releaseSavepoint: d.prepare('RELEASE sy_unit_of_work'),
+      rollbackToSavepoint: d.prepare('ROLLBACK TO sy_unit_of_work'),
     };
   }
 
@@ -217,10 +223,31 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     return rows.map((row) => receiptFor(address, row));
   };
 
+  /** Runs inside a transaction: the completion of one message, its sends and its unit of work's writes. */
+  const completeRow = (address: Address, row: Row, message: TransportMessage, outgoing: readonly Outgoing[], unit: SqliteUnitOfWork | undefined) => {
+    checkDestinations(outgoing);
+    const removeAndSend = () => {
+      if (statements.remove.run(row.seq, row.lease_token).changes !== 1) throw leaseLost(address, message.id);
+      unit?.apply();
+      insertAll(outgoing);
+    };
+    if (!unit?.pending) return removeAndSend();
+    statements.savepoint.run();
+    try {
+      removeAndSend();
+    } catch (error) {
+      statements.rollbackToSavepoint.run();
+      throw error;
+    } finally {
+      statements.releaseSavepoint.run();
+    }
+  };
+
   const receiptFor = (address: Address, row: Row): Receipt => {
     const { seq, lease_token: token } = row;
     const message = toMessage(row);
     const lease = leases.hold(() => committer.run(() => statements.renew.run(Date.now() + leaseMs, seq, token).changes === 1, 'bookkeeping'));
+    let unit: SqliteUnitOfWork | undefined;
     return {
       message,
       address,
@@ -228,13 +255,12 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       get signal() {
         return lease.signal;
       },
+      get session() {
+        return (unit ??= new SqliteUnitOfWork(handlerStatements));
+      },
       async complete(outgoing: readonly Outgoing[] = []) {
         lease.release();
-        await committer.run(() => {
-          checkDestinations(outgoing);
-          if (statements.remove.run(seq, token).changes !== 1) throw leaseLost(address, message.id);
-          insertAll(outgoing);
-        });
+        await committer.run(() => completeRow(address, row, message, outgoing, unit));
         notifyDestinations(outgoing);
       },
       async abandon(delayMs = 0) {
@@ -312,6 +338,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       migrate(d, 'transport', MIGRATIONS);
       db = d;
       statements = prepare(d);
+      handlerStatements = new StatementCache(d);
       committer = new GroupCommitter(d, options.busyTimeoutMs, options.synchronous);
       leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
       signals = new QueueSignals(options.path);
