@@ -7,7 +7,7 @@ import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
 import { traceParent, uuidv7 } from './ids.js';
 import type { Address, InstanceIdentity } from './identity.js';
-import type { MessageDefinition, MessageRegistry } from './messages.js';
+import type { MessageDefinition } from './messages.js';
 import { enclosedTypes } from './messages.js';
 import type { TransportMessage } from './transport.js';
 
