@@ -40,7 +40,10 @@ export interface SqliteSession extends StorageSession {
   query<Row = Record<string, unknown>>(sql: string, ...params: SqliteValue[]): Row[];
 }
 
-/** Statements a process's handlers run again and again, prepared once per connection. */
+/**
+ * Statements a process's handlers run again and again, prepared once per connection.
+ * @internal (better-sqlite3 types stay out of the published declarations)
+ */
 export class StatementCache implements SqliteConnection {
   readonly #statements = new Map<string, Database.Statement>();
   constructor(private readonly db: Database.Database) {}
@@ -57,6 +60,7 @@ export class StatementCache implements SqliteConnection {
   }
 }
 
+/** @internal (handlers reach it through sqliteSession) */
 export class SqliteUnitOfWork implements SqliteSession {
   readonly storage = 'sqlite' as const;
   #writes: Array<(db: SqliteConnection) => void> = [];
