@@ -215,6 +215,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   let stopping: Promise<void> | undefined;
 
   const checkConfiguration = () => {
+    checkEventsCanArrive(identity.endpoint, host.handledEvents, transport, features);
     for (const [typeName, list] of handlers) {
       const definition = list[0]!.definition;
       const owner = router.find(typeName);
@@ -345,6 +346,22 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     },
   };
   return endpoint;
+}
+
+/**
+ * Without native pub/sub, events reach an endpoint only if it subscribes: an endpoint with event
+ * handlers and no feature that subscribes would start, wait and receive nothing.
+ */
+function checkEventsCanArrive(endpoint: string, events: readonly EventDefinition[], transport: Transport, features: readonly EndpointFeature[]): void {
+  if (events.length === 0 || transport.capabilities.nativePubSub || features.some((f) => f.deliversEvents)) return;
+  const names = events.map((e) => e.typeName).join(', ');
+  throw new SwitchyardError(
+    ErrorCodes.NOT_SUBSCRIBED,
+    `Endpoint ${endpoint} handles the event(s) ${names}, but the ${transport.name} transport has no native publish/subscribe and nothing subscribes ${endpoint} to them: it would never receive one.`,
+    {
+      fix: `Add features: [subscriptions()] (from 'switchyard') to ${endpoint}'s options and route each event to its publisher (routes: { '${events[0]!.typeName}': '<Publisher>' }); see docs/publish-subscribe.md.`,
+    },
+  );
 }
 
 const controlDefinitions = new Map<Intent, MessageDefinition>();
