@@ -24,7 +24,8 @@ import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake }
 import { isTopicOutgoing } from '../core/transport.js';
 import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
-import { GroupCommitter, migrate, openDatabase, type SqliteOptions } from './database.js';
+import { GroupCommitter, migrate, openDatabase } from './database.js';
+import type { SqliteOptions } from './options.js';
 import { QueueSignals } from './queue-signals.js';
 
 export interface SqliteTransportOptions extends SqliteOptions {
