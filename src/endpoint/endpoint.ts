@@ -34,6 +34,7 @@ import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefin
 import { arrange, compose, type Behaviour, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
 import { Router } from '../core/routing.js';
+import type { Transport } from '../core/transport.js';
 import { checkRecoverability, recoverabilityConfig } from '../recoverability/policy.js';
 import { INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
 import { configError, validateOptions, type EndpointOptions } from './options.js';
@@ -103,6 +104,22 @@ function checkCommandOwnership(handlers: ReadonlyMap<string, readonly Handler[]>
       );
     }
   }
+}
+
+/**
+ * Without native pub/sub, events reach an endpoint only if it subscribes: an endpoint with event
+ * handlers and no feature that subscribes would start, wait and receive nothing.
+ */
+function checkEventsCanArrive(endpoint: string, events: readonly EventDefinition[], transport: Transport, features: readonly EndpointFeature[]): void {
+  if (events.length === 0 || transport.capabilities.nativePubSub || features.some((f) => f.deliversEvents)) return;
+  const names = events.map((e) => e.typeName).join(', ');
+  throw new SwitchyardError(
+    ErrorCodes.NOT_SUBSCRIBED,
+    `Endpoint ${endpoint} handles the event(s) ${names}, but the ${transport.name} transport has no native publish/subscribe and nothing subscribes ${endpoint} to them: it would never receive one.`,
+    {
+      fix: `Add features: [subscriptions()] (from 'switchyard') to ${endpoint}'s options and route each event to its publisher (routes: { '${events[0]!.typeName}': '<Publisher>' }); see docs/publish-subscribe.md.`,
+    },
+  );
 }
 
 class EndpointInstance implements Endpoint {
@@ -210,7 +227,13 @@ class EndpointInstance implements Endpoint {
     const { transport, features, handlers, router, recoverability } = this.#deps;
     const host = this.#host;
     return [
-      { name: 'configuration', start: () => checkCommandOwnership(handlers, router, this.name) },
+      {
+        name: 'configuration',
+        start: () => {
+          checkEventsCanArrive(this.name, host.handledEvents, transport, features);
+          checkCommandOwnership(handlers, router, this.name);
+        },
+      },
       { name: 'transport', start: () => transport.open(), undo: () => transport.close() },
       {
         name: 'queues',

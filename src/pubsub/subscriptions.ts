@@ -93,12 +93,22 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
     await h.dispatch(destinations.map((destination) => ({ destination, message })));
   };
 
+  // An event nobody subscribed to is gone once published; say so once per type, not per publish.
+  const unheard = new Set<string>();
+  const warnNoSubscriber = (h: FeatureHost, typeName: string) => {
+    if (unheard.has(typeName)) return;
+    unheard.add(typeName);
+    h.logger.warn(`published ${typeName} but no endpoint subscribes to it, so no one receives it (said once per type; subscribers that start later get later events)`);
+  };
+
   const publishesHere = (h: FeatureHost, typeName: string) =>
     published ? published.has(typeName) : h.routeOf(typeName) === h.identity.endpoint;
 
   return {
     name: 'subscriptions',
     controlKinds: ['subscribe', 'unsubscribe'],
+    // Also with autoSubscribe: false: the application then subscribes with subscribe(event).
+    deliversEvents: true,
     async setup(h) {
       host = h;
       for (const event of options.publishes ?? []) h.registry.add(event);
@@ -140,7 +150,9 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
           fix: 'Give the publishing endpoint subscriptions({ store }); every instance of it must use the same store.',
         });
       }
-      return fanout.destinations(types);
+      const destinations = await fanout.destinations(types);
+      if (destinations.length === 0) warnNoSubscriber(requireHost('publish'), types[0]!);
+      return destinations;
     },
     subscribe: (event) => request('subscribe', event),
     unsubscribe: (event) => request('unsubscribe', event),

@@ -218,6 +218,8 @@ export function failedMessages(transport: Transport, options: FailedMessagesOpti
     async list(listOptions = {}) {
       const offset = checkPaging('offset', listOptions.offset ?? 0, Number.MAX_SAFE_INTEGER);
       const limit = checkPaging('limit', listOptions.limit ?? 50, MAX_LIMIT);
+      // No endpoint with this error queue has started yet: nothing has failed.
+      if (!(await transport.queueExists(errorQueue))) return { messages: [], total: 0, offset, limit };
       const admin = await requireErrorQueue();
       const messages: FailedMessageSummary[] = [];
       let total = 0;

@@ -115,6 +115,6 @@ export function sqliteSession(context: Pick<HandlerContext, 'unitOfWork'>): Sqli
     session
       ? `sqliteSession() was given a handler context whose unit of work is on ${session.storage}, not SQLite.`
       : 'sqliteSession() was given a context with no unit of work: the endpoint does not run on sqliteTransport, or this is not a handler context.',
-    { fix: "Run the endpoint on sqliteTransport({ path }) and pass the handler's own context; on other transports use an outbox (docs/outbox.md)." },
+    { fix: "Run the endpoint on sqliteTransport({ path }) and pass the handler's own context; see docs/sqlite.md." },
   );
 }
