@@ -10,6 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import { lineLogger } from '../core/logger.js';
 import type { Transport } from '../core/transport.js';
 import type { DistributorStore } from '../scaleout/distributor-store.js';
 
@@ -83,7 +84,7 @@ const rabbitmqConnector: StoreConnector = {
   async open(value, options) {
     const { rabbitmqTransport } = await import('../rabbitmq/index.js');
     // Only a distributor declares its queues: a typo in an operator's queue name must not create a queue.
-    const transport = rabbitmqTransport({ url: value, createTopology: options.create, logger: { info: () => undefined, warn: (l) => console.error(l), error: (l) => console.error(l) } });
+    const transport = rabbitmqTransport({ url: value, createTopology: options.create, logger: lineLogger((level, line) => void (level !== 'info' && console.error(line))) });
     await transport.open();
     return transport;
   },

@@ -4,6 +4,7 @@
  */
 import type { HeaderMap } from './headers.js';
 import type { EndpointName } from './identity.js';
+import type { Logger } from './logger.js';
 import type { StorageSession } from './transport.js';
 import type {
   CommandDefinition,
@@ -53,6 +54,8 @@ export interface HandlerContext extends MessageSender {
    * the storage's accessor rather than this: `sqliteSession(ctx)` from `switchyard/sqlite`.
    */
   readonly unitOfWork: StorageSession | undefined;
+  /** The endpoint's logger with this message's fields (messageId, type, endpoint, traceId) on every line. */
+  readonly logger: Logger;
   /** Sends a reply to the incoming message's reply-to address. */
   reply<B>(definition: PlainMessageDefinition<B>, body: NoInfer<B>, options?: PublishOptions): Promise<void>;
 }

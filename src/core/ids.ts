@@ -64,6 +64,12 @@ export function traceParent(incoming?: string): string {
   return `00-${match[2]}-${hex(r + 16, 8)}-${match[3]}`;
 }
 
+/** The trace id of a valid W3C traceparent header; undefined for a missing or invalid one. */
+export function traceIdOf(traceparent: string | undefined): string | undefined {
+  const match = traceparent === undefined ? null : TRACE_PARENT.exec(traceparent);
+  return match && match[1] !== 'ff' && !/^0+$/.test(match[2]!) ? match[2] : undefined;
+}
+
 /** A random id for sessions and discriminators. */
 export function randomId(bytes = 6): string {
   return hex(draw(bytes), bytes);

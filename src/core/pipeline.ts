@@ -5,9 +5,11 @@
  * before it. The endpoint writes its built-in lists out once (src/endpoint/incoming.ts and
  * outgoing.ts); users add behaviours before or after a named built-in step.
  */
+import type { Handler, HandlerContext } from './context.js';
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import type { HeaderMap, MessageIntent } from './headers.js';
 import type { Address, InstanceIdentity } from './identity.js';
+import type { Logger } from './logger.js';
 import type { MessageDefinition } from './messages.js';
 import type { Outgoing, Receipt, StorageSession, TransportMessage } from './transport.js';
 
@@ -22,9 +24,24 @@ export interface PipelineStep<C> {
 export const INCOMING_STEPS = ['settle', 'decode', 'control', 'validate', 'unit-of-work', 'invoke'] as const;
 /** The built-in steps of the outgoing pipeline, in order. */
 export const OUTGOING_STEPS = ['route', 'headers', 'serialize', 'dispatch'] as const;
+/** The built-in step of the handler pipeline, which `invoke` runs once per handler: calling it. */
+export const HANDLER_STEPS = ['handler'] as const;
 
 export type IncomingStepName = (typeof INCOMING_STEPS)[number];
 export type OutgoingStepName = (typeof OUTGOING_STEPS)[number];
+export type HandlerStepName = (typeof HANDLER_STEPS)[number];
+
+/**
+ * How `settle` ended a message: handled; a retry or the error queue after a failure (`error` is
+ * what was thrown); `discarded` by the policy; `lease-lost` (fenced off: another consumer has it);
+ * `unsettled` (settling failed: the message comes back after its lease).
+ */
+export interface Settlement {
+  readonly outcome: 'handled' | 'immediate-retry' | 'delayed-retry' | 'error-queue' | 'discarded' | 'lease-lost' | 'unsettled';
+  readonly error?: Error;
+  /** delayed-retry: how long until the message comes back. */
+  readonly delayMs?: number;
+}
 
 /** What every incoming step sees: one per received message. */
 export interface IncomingContext {
@@ -47,6 +64,20 @@ export interface IncomingContext {
   readonly unitOfWork: StorageSession | undefined;
   /** What leaves with the commit: the handlers' sends so far. */
   readonly outgoing: readonly Outgoing[];
+  /** Set by `settle` once it is done: how the message ended. Steps placed before `settle` read it after `next()`. */
+  readonly settlement: Settlement | undefined;
+  /** The endpoint's logger with this message's fields on every line: messageId, type, endpoint, traceId. */
+  readonly logger: Logger;
+}
+
+/** What a handler step sees: one per handler called for a message (see HANDLER_STEPS). */
+export interface HandlerInvocation {
+  readonly incoming: IncomingContext;
+  /** The type name the handler was registered for. */
+  readonly messageType: string;
+  readonly handler: Handler;
+  /** The context the handler is called with. */
+  readonly context: HandlerContext;
 }
 
 /** What every outgoing step sees: one per send, publish or reply. */
@@ -69,7 +100,8 @@ export interface OutgoingContext {
 /** A user behaviour: a step placed before or after one built-in step. */
 export type Behaviour =
   | ({ readonly pipeline: 'incoming'; readonly run: Step<IncomingContext> } & Placement<IncomingStepName>)
-  | ({ readonly pipeline: 'outgoing'; readonly run: Step<OutgoingContext> } & Placement<OutgoingStepName>);
+  | ({ readonly pipeline: 'outgoing'; readonly run: Step<OutgoingContext> } & Placement<OutgoingStepName>)
+  | ({ readonly pipeline: 'handler'; readonly run: Step<HandlerInvocation> } & Placement<HandlerStepName>);
 
 type Placement<N> = { readonly name: string } & ({ readonly before: N; readonly after?: never } | { readonly after: N; readonly before?: never });
 

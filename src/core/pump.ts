@@ -41,6 +41,21 @@ export interface PumpOptions {
   graceMs?: number;
 }
 
+/** What the pump knows about its own health (endpoint.health() reports it). */
+export interface PumpHealth {
+  /** Receive loops are running (started, not stopping). */
+  readonly receiving: boolean;
+  /** Epoch ms of the last receive call that succeeded (with or without messages). */
+  readonly lastReceiveAt: number | undefined;
+  /** Epoch ms of the last receive that returned a message. */
+  readonly lastMessageAt: number | undefined;
+  /** The error of the current streak of failed receives, and since when (undefined: receiving works). */
+  readonly receiveError: { readonly message: string; readonly since: number } | undefined;
+  readonly handlersRunning: number;
+  /** Received ahead of free slots and held (prefetch). */
+  readonly held: number;
+}
+
 export class Pump {
   private readonly receiving = new AbortController();
   private readonly forced = new AbortController();
@@ -54,6 +69,9 @@ export class Pump {
   private readonly slotWaiters = new Set<() => void>();
   private loops: Promise<void>[] = [];
   private stoppedReceiving: Promise<void> | undefined;
+  private lastReceiveAt: number | undefined;
+  private lastMessageAt: number | undefined;
+  private receiveError: { message: string; since: number } | undefined;
 
   constructor(private readonly options: PumpOptions) {}
 
@@ -64,6 +82,17 @@ export class Pump {
 
   get active(): number {
     return this.inFlight.size;
+  }
+
+  health(): PumpHealth {
+    return {
+      receiving: this.loops.length > 0 && !this.receiving.signal.aborted,
+      lastReceiveAt: this.lastReceiveAt,
+      lastMessageAt: this.lastMessageAt,
+      receiveError: this.receiveError,
+      handlersRunning: this.running,
+      held: this.held.length,
+    };
   }
 
   start(): void {
@@ -91,9 +120,13 @@ export class Pump {
         receipts = await transport.receive(address, { max: room, waitMs: this.options.receiveWaitMs ?? 1000, signal });
         if (backoffMs > 0) logger.info(`receiving from ${address} again after an error`);
         backoffMs = 0;
+        this.lastReceiveAt = Date.now();
+        if (receipts.length > 0) this.lastMessageAt = this.lastReceiveAt;
+        this.receiveError = undefined;
       } catch (error) {
         if (signal.aborted) break;
-        if (backoffMs === 0) logger.error(`receiving from ${address} failed, retrying with backoff: ${(error as Error).message}`);
+        if (backoffMs === 0) logger.error({ err: error }, `receiving from ${address} failed, retrying with backoff: ${(error as Error).message}`);
+        this.receiveError ??= { message: (error as Error).message, since: Date.now() };
         backoffMs = Math.min(5000, Math.max(50, backoffMs * 2));
         await sleep(backoffMs, signal);
         continue;

@@ -31,18 +31,19 @@ import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, typ
 import { Lifecycle, type LifecycleStep } from '../core/lifecycle.js';
 import { consoleLogger } from '../core/logger.js';
 import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
-import { arrange, compose, type Behaviour, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
+import { arrange, compose, type Behaviour, type HandlerInvocation, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
 import { Router } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
 import { checkRecoverability, recoverabilityConfig } from '../recoverability/policy.js';
-import { INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
+import { describeHealth, type EndpointHealth, type EndpointStatus } from './health.js';
+import { HANDLER_PIPELINE, INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
 import { configError, validateOptions, type EndpointOptions } from './options.js';
 import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
 
 export type { EndpointOptions } from './options.js';
 
-export type EndpointStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+export type { EndpointStatus } from './health.js';
 
 export interface Endpoint extends MessageSender, AsyncDisposable {
   readonly name: string;
@@ -52,6 +53,8 @@ export interface Endpoint extends MessageSender, AsyncDisposable {
   readonly publicAddress: Address;
   start(): Promise<void>;
   stop(options?: { signal?: AbortSignal }): Promise<void>;
+  /** Status, transport reachability, the receive loop, handlers in flight (see docs/observability.md). */
+  health(): EndpointHealth;
 }
 
 export function createEndpoint(options: EndpointOptions): Endpoint {
@@ -86,9 +89,12 @@ function claimControlKinds(features: readonly EndpointFeature[]): Map<string, En
 function composePipelines(behaviours: readonly Behaviour[]) {
   const incoming = behaviours.filter((b) => b.pipeline === 'incoming') as { name: string; before?: string; after?: string; run: Step<IncomingContext> }[];
   const outgoing = behaviours.filter((b) => b.pipeline === 'outgoing') as { name: string; before?: string; after?: string; run: Step<OutgoingContext> }[];
+  const handler = behaviours.filter((b) => b.pipeline === 'handler') as { name: string; before?: string; after?: string; run: Step<HandlerInvocation> }[];
   return {
     incoming: compose<IncomingMessage>(arrange(INCOMING_PIPELINE, incoming, 'incoming')),
     outgoing: compose<OutgoingMessage>(arrange(OUTGOING_PIPELINE, outgoing, 'outgoing')),
+    // No handler behaviours: handlers are called directly, with no pipeline around each call.
+    handler: handler.length > 0 ? compose<HandlerInvocation>(arrange(HANDLER_PIPELINE, handler, 'handler')) : undefined,
   };
 }
 
@@ -168,6 +174,7 @@ class EndpointInstance implements Endpoint {
       handlers: indexHandlers(registry, options.handlers ?? []),
       recoverability,
       controlFeatures: claimControlKinds(options.features ?? []),
+      invokeHandler: pipelines.handler,
       publicAddress: () => this.#publicAddress,
       outgoing: pipelines.outgoing,
     };
@@ -217,6 +224,10 @@ class EndpointInstance implements Endpoint {
   readonly publish: MessageSender['publish'] = async (definition, body, publishOptions) => {
     await this.#runningSends().publish(definition, body, publishOptions);
   };
+
+  health(): EndpointHealth {
+    return describeHealth(this.identity, this.#deps.transport.name, this.#status, this.#pump?.health());
+  }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();

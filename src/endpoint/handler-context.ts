@@ -6,12 +6,14 @@
  */
 import type { HandlerContext } from '../core/context.js';
 import type { HeaderMap } from '../core/headers.js';
+import type { Logger } from '../core/logger.js';
 import type { StorageSession } from '../core/transport.js';
 import type { IncomingMessage } from './incoming.js';
 
 export class MessageHandlerContext implements HandlerContext {
   readonly #incoming: IncomingMessage;
   #methods: Pick<HandlerContext, 'send' | 'sendLocal' | 'publish' | 'reply'> | undefined;
+  #logger: Logger | undefined;
 
   constructor(
     incoming: IncomingMessage,
@@ -38,6 +40,10 @@ export class MessageHandlerContext implements HandlerContext {
 
   get unitOfWork(): StorageSession | undefined {
     return this.#incoming.unitOfWork;
+  }
+
+  get logger(): Logger {
+    return (this.#logger ??= this.#incoming.logger);
   }
 
   get send(): HandlerContext['send'] {

@@ -18,12 +18,12 @@ import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature } from '../core/feature.js';
 import { Headers } from '../core/headers.js';
 import type { InstanceIdentity } from '../core/identity.js';
-import type { Logger } from '../core/logger.js';
+import { withFields, type Logger } from '../core/logger.js';
 import type { MessageDefinition } from '../core/messages.js';
-import type { IncomingContext, PipelineStep } from '../core/pipeline.js';
+import type { HandlerInvocation, IncomingContext, PipelineStep, Settlement } from '../core/pipeline.js';
 import type { Outgoing, Receipt, StorageSession, TransportMessage } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
-import { uuidv7 } from '../core/ids.js';
+import { traceIdOf, uuidv7 } from '../core/ids.js';
 import { readEnvelope } from '../core/wire-headers.js';
 import { attemptsOf } from '../recoverability/failure-headers.js';
 import type { RecoverabilityConfig } from '../recoverability/policy.js';
@@ -38,6 +38,8 @@ export interface IncomingDeps extends OutgoingDeps {
   identity: InstanceIdentity;
   /** Control kinds (`subscribe`, `ready`, ...) and the feature that registered each. */
   controlFeatures: ReadonlyMap<string, EndpointFeature>;
+  /** The handler pipeline, composed when the endpoint has handler behaviours; without, handlers are called directly. */
+  invokeHandler: ((invocation: HandlerInvocation) => Promise<void>) | undefined;
 }
 
 /** One received message on its way through the pipeline (see IncomingContext). */
@@ -48,6 +50,7 @@ export class IncomingMessage implements IncomingContext {
   /** Set by decode when the message is a feature's control message. */
   control: EndpointFeature | undefined;
   readonly outgoing: Outgoing[] = [];
+  settlement: Settlement | undefined;
   /** The message with a plain string map of headers: as received, or a safe copy of it. */
   readonly message: TransportMessage;
   /** What the transport or the envelope check found wrong with it (it then goes to the error queue as it is). */
@@ -87,6 +90,16 @@ export class IncomingMessage implements IncomingContext {
 
   get unitOfWork(): StorageSession | undefined {
     return this.#session?.();
+  }
+
+  get logger(): Logger {
+    const { message } = this;
+    return withFields(this.deps.logger, {
+      messageId: message.id,
+      type: this.definition?.typeName ?? (this.types.length > 0 ? this.types.join(',') : message.headers[Headers.EnclosedTypes]),
+      endpoint: this.deps.identity.endpoint,
+      traceId: traceIdOf(message.headers[Headers.TraceParent]),
+    });
   }
 
   /** The unit-of-work step opens the session; it is made when a handler first asks for it. */
@@ -162,15 +175,25 @@ const invoke: PipelineStep<IncomingMessage> = {
   async run(ctx, next) {
     const handlers = handlersFor(ctx.deps, ctx.types);
     if (handlers.length === 1) {
-      await handlers[0]!.invoke(ctx.body, new MessageHandlerContext(ctx, handlers[0]!.definition.typeName));
+      await call(ctx, handlers[0]!);
       return next();
     }
-    for (const handler of handlers) {
-      await handler.invoke(ctx.body, new MessageHandlerContext(ctx, handler.definition.typeName));
-    }
+    for (const handler of handlers) await call(ctx, handler);
     return next();
   },
 };
+
+function call(ctx: IncomingMessage, handler: Handler): Promise<void> {
+  const messageType = handler.definition.typeName;
+  const context = new MessageHandlerContext(ctx, messageType);
+  const { invokeHandler } = ctx.deps;
+  return invokeHandler ? invokeHandler({ incoming: ctx, messageType, handler, context }) : handler.invoke(ctx.body, context);
+}
+
+/** The handler pipeline's built-in step: the call itself. */
+export const HANDLER_PIPELINE: readonly PipelineStep<HandlerInvocation>[] = [
+  { name: 'handler', run: (invocation, next) => invocation.handler.invoke(invocation.incoming.body, invocation.context).then(next) },
+];
 
 /** Handlers of the enclosed types, nearest type first. */
 function handlersFor(deps: IncomingDeps, types: readonly string[]): readonly Handler[] {

@@ -14,7 +14,7 @@
 import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
 import type { SettleOutcome } from '../core/feature.js';
 import { Headers } from '../core/headers.js';
-import type { PipelineStep } from '../core/pipeline.js';
+import type { PipelineStep, Settlement } from '../core/pipeline.js';
 import type { Outgoing } from '../core/transport.js';
 import { safeText } from '../core/wire-headers.js';
 import type { IncomingMessage } from '../endpoint/incoming.js';
@@ -28,9 +28,11 @@ export const settle: PipelineStep<IncomingMessage> = {
       await next();
       ctx.release();
       await complete(ctx, ctx.outgoing, 'handled');
+      ctx.settlement = HANDLED;
     } catch (thrown) {
       if (isSwitchyardError(thrown, ErrorCodes.LEASE_LOST)) {
-        ctx.deps.logger.warn(`message ${safeText(ctx.message.id)} in ${ctx.queue}: ${thrown.message}`);
+        ctx.logger.warn(`message ${safeText(ctx.message.id)} in ${ctx.queue}: ${thrown.message}`);
+        ctx.settlement = { outcome: 'lease-lost', error: thrown };
         return;
       }
       ctx.release();
@@ -39,6 +41,8 @@ export const settle: PipelineStep<IncomingMessage> = {
     }
   },
 };
+
+const HANDLED: Settlement = { outcome: 'handled' };
 
 async function complete(ctx: IncomingMessage, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {
   for (const feature of ctx.deps.features) {
@@ -62,6 +66,7 @@ function decision(ctx: IncomingMessage, error: Error, attempts: number): Recover
 
 async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
   const { deps, message, receipt } = ctx;
+  const logger = ctx.logger;
   const attempts = ctx.attempts;
   const action = decision(ctx, error, attempts);
   // Header values are data: described with safeText, never asked to turn themselves into text.
@@ -75,32 +80,38 @@ async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
       case 'immediate':
         if (deps.transport.capabilities.exactDeliveryCount) {
           await receipt.abandon();
+          ctx.settlement = { outcome: 'immediate-retry', error };
           return;
         }
         // The transport cannot count redeliveries: send the next attempt as a copy that carries
         // the count, to the back of the same queue, instead of returning this one uncounted.
         await complete(ctx, [{ destination: ctx.queue, message: { id: message.id, headers: immediateRetryHeaders(message.headers, attempts), body: message.body } }], 'immediate-retry');
+        ctx.settlement = { outcome: 'immediate-retry', error };
         return;
       case 'delayed': {
         const round = delayedRoundOf(message.headers) + 1;
-        deps.logger.warn(`${where} failed (${error.message}); delayed retry ${round} in ${action.delayMs} ms`);
+        logger.warn({ err: error }, `${where} failed (${error.message}); delayed retry ${round} in ${action.delayMs} ms`);
         const retry = { id: message.id, headers: delayedRetryHeaders(message.headers, round, new Date()), body: message.body };
         await complete(ctx, [{ destination: returnAddress, message: retry, deliverAt: Date.now() + action.delayMs }], 'delayed-retry');
+        ctx.settlement = { outcome: 'delayed-retry', error, delayMs: action.delayMs };
         return;
       }
       case 'discard':
-        deps.logger.warn(`${where} discarded by the recoverability policy: ${action.reason}`);
+        logger.warn({ err: error }, `${where} discarded by the recoverability policy: ${action.reason}`);
         await complete(ctx, [], 'handled');
+        ctx.settlement = { outcome: 'discarded', error };
         return;
       case 'error': {
-        deps.logger.error(`${where} moved to ${deps.recoverability.errorQueue}: ${error.message}`);
+        logger.error({ err: error }, `${where} moved to ${deps.recoverability.errorQueue}: ${error.message}`);
         const headers = errorQueueHeaders(message.headers, { error, reason: action.reason, failedQueue: returnAddress, identity: deps.identity, attempts, now: new Date() });
         await complete(ctx, [{ destination: deps.recoverability.errorQueue, message: { id: message.id, headers, body: message.body } }], 'error');
+        ctx.settlement = { outcome: 'error-queue', error };
         return;
       }
     }
   } catch (settleError) {
     // Not settled: the lease runs out and the message is delivered again. Nothing is lost.
-    deps.logger.error(`${where} could not be settled after a failure (${asError(settleError).message}); it will be delivered again`);
+    logger.error({ err: asError(settleError) }, `${where} could not be settled after a failure (${asError(settleError).message}); it will be delivered again`);
+    ctx.settlement = { outcome: 'unsettled', error };
   }
 }

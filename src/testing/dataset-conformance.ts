@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
-import type { Logger } from '../core/logger.js';
+import { lineLogger, type Logger } from '../core/logger.js';
 import { openDataset, type Dataset, type DatasetChange, type DatasetOptions, type DatasetStore } from '../datasets/index.js';
 
 export interface DatasetStoreFixture {
@@ -43,8 +43,7 @@ export function switchableStore(inner: DatasetStore): { store: DatasetStore; set
 /** Collects log lines so tests can assert the resume outcome. */
 export function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const push = (line: string) => void lines.push(line);
-  return { lines, info: push, warn: push, error: push, debug: push };
+  return { lines, ...lineLogger((_level, line) => void lines.push(line), { debug: true }) };
 }
 
 /** Polls a condition until it holds; fails with `what` after the timeout. */

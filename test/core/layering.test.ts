@@ -3,8 +3,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = path.resolve('src');
-const technologies = ['sqlite', 'rabbitmq', 'postgres', 'redis', 'memory', 'cli'];
-const drivers = ['better-sqlite3', 'amqplib', 'pg', 'ioredis', 'commander'];
+const technologies = ['sqlite', 'rabbitmq', 'postgres', 'redis', 'memory', 'cli', 'opentelemetry'];
+const drivers = ['better-sqlite3', 'amqplib', 'pg', 'ioredis', 'commander', '@opentelemetry/api'];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -34,7 +34,7 @@ describe('layering', () => {
   });
 
   it('keeps capability folders free of technology folders and drivers', () => {
-    const capabilities = ['endpoint', 'pubsub', 'scaleout', 'recoverability', 'datasets'];
+    const capabilities = ['endpoint', 'pubsub', 'scaleout', 'recoverability', 'datasets', 'health'];
     const offending = capabilities.flatMap((folder) => {
       const dir = path.join(root, folder);
       return statSync(dir, { throwIfNoEntry: false })
@@ -45,6 +45,13 @@ describe('layering', () => {
           )
         : [];
     });
+    expect(offending).toEqual([]);
+  });
+
+  it('lets only src/opentelemetry import OpenTelemetry, so an application without it loads none of it', () => {
+    const offending = files(root)
+      .filter((file) => !file.startsWith(path.join(root, 'opentelemetry') + path.sep))
+      .flatMap((file) => imports(file).filter((s) => s.startsWith('@opentelemetry/')).map((s) => `${path.relative(root, file)} imports ${s}`));
     expect(offending).toEqual([]);
   });
 });

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEndpoint, defineCommand, handle, silentLogger, type EndpointFeature, type Logger } from '../../src/index.js';
+import { createEndpoint, defineCommand, handle, lineLogger, silentLogger, type EndpointFeature, type Logger } from '../../src/index.js';
 import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
 import type { Transport } from '../../src/core/transport.js';
 import { nodeScript } from '../../src/testing/node-script.js';
@@ -112,7 +112,7 @@ describe('endpoint lifecycle', () => {
   it('a forced stop returns after stopGraceMs though a handler ignores its signal, names it, and its message comes back by lease', async () => {
     const broker = new MemoryBroker();
     const lines: string[] = [];
-    const logger: Logger = { info() {}, warn() {}, error: (line) => void lines.push(line) };
+    const logger: Logger = lineLogger((level, line) => void (level === 'error' && lines.push(line)));
     let release = () => {};
     const stuck = new Promise<void>((resolve) => (release = resolve));
     let startedHandling = false;

@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEndpoint, defineEvent, ErrorCodes, handle, silentLogger, type Endpoint, type Logger } from '../../src/index.js';
+import { lineLogger } from '../../src/core/logger.js';
 import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
 import { memorySubscriptionStore } from '../../src/pubsub/memory-store.js';
 import { subscriptions } from '../../src/pubsub/subscriptions.js';
@@ -20,7 +21,8 @@ afterEach(async () => {
 
 function recordingLogger(): Logger & { warnings: string[] } {
   const warnings: string[] = [];
-  return { ...silentLogger, warn: (line) => void warnings.push(line), warnings };
+  const lines = lineLogger((level, line) => void (level === 'warn' && warnings.push(line)));
+  return { ...silentLogger, warn: lines.warn, warnings };
 }
 
 describe('the first subscriber', () => {

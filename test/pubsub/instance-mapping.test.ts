@@ -6,7 +6,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createEndpoint, defineCommand, defineEvent, handle, silentLogger, type Endpoint, type EndpointOptions, type Logger } from '../../src/index.js';
+import { createEndpoint, defineCommand, defineEvent, handle, lineLogger, silentLogger, type Endpoint, type EndpointOptions, type Logger } from '../../src/index.js';
 import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
 import { memorySubscriptionStore } from '../../src/pubsub/memory-store.js';
 import { subscriptions } from '../../src/pubsub/subscriptions.js';
@@ -47,7 +47,7 @@ async function start(options: Omit<EndpointOptions, 'transport'>): Promise<Endpo
 
 function capturingLogger() {
   const errors: string[] = [];
-  const logger: Logger = { info() {}, warn() {}, error: (line) => void errors.push(line) };
+  const logger: Logger = lineLogger((level, line) => void (level === 'error' && errors.push(line)));
   return { errors, logger };
 }
 

@@ -7,7 +7,7 @@
  */
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createEndpoint, handle, type Logger } from '../../index.js';
+import { createEndpoint, handle, lineLogger, type Logger } from '../../index.js';
 import { subscriptions } from '../../pubsub/subscriptions.js';
 import { startDistributor } from '../../scaleout/distributor.js';
 import { distributorWorker } from '../../scaleout/worker.js';
@@ -31,11 +31,7 @@ interface WorkerConfig {
   workMs: number;
 }
 
-const roleLogger = (name: string): Logger => ({
-  info() {},
-  warn: (line) => process.stderr.write(`[${name}] ${line}\n`),
-  error: (line) => process.stderr.write(`[${name}] ${line}\n`),
-});
+const roleLogger = (name: string): Logger => lineLogger((level, line) => void (level !== 'info' && process.stderr.write(`[${name}] ${line}\n`)));
 
 export const roles = {
   ...pubsubRoles,

@@ -6,7 +6,7 @@
  * Roles report to the parent with JSON lines (processes.ts). Reusable by other scenarios.
  */
 import { existsSync } from 'node:fs';
-import { createEndpoint, defineEvent, handle, type Endpoint, type EndpointFeature, type EndpointOptions, type Logger } from '../../index.js';
+import { createEndpoint, defineEvent, handle, lineLogger, type Endpoint, type EndpointFeature, type EndpointOptions, type Logger } from '../../index.js';
 import { subscriptions } from '../../pubsub/subscriptions.js';
 import { instanceMapping } from '../../scaleout/instance-mapping.js';
 import { sqliteSubscriptionStore } from '../../sqlite/subscription-store.js';
@@ -45,11 +45,7 @@ export interface SubscriberConfig {
 }
 
 /** Problems go to stderr (the parent shows them); stdout carries reports only. */
-const roleLogger = (name: string): Logger => ({
-  info() {},
-  warn: (line) => process.stderr.write(`[${name}] ${line}\n`),
-  error: (line) => process.stderr.write(`[${name}] ${line}\n`),
-});
+const roleLogger = (name: string): Logger => lineLogger((level, line) => void (level !== 'info' && process.stderr.write(`[${name}] ${line}\n`)));
 
 /** The queues, identity and features an instance needs in each scale-out mode. */
 function scaleOut(mode: ScaleOutMode, discriminator: string, mappingFile: string | undefined, pubsub: (mapping?: ReturnType<typeof instanceMapping>) => EndpointFeature) {

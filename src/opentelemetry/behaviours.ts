@@ -1,0 +1,201 @@
+/**
+ * Tracing and metrics as pipeline behaviours (docs/pipeline.md):
+ *   incoming, before `settle`  a CONSUMER `process` span around everything, its parent the
+ *                              producer span the message's traceparent names; when settle is
+ *                              done: the outcome (retry, error queue) as an event, the metrics
+ *   handler, before `handler`  an INTERNAL span per handler call, the exception recorded
+ *   outgoing, after `headers`  a PRODUCER span per send/publish/reply; the message's traceparent
+ *                              is rewritten to name it, so the receiver's span is its child
+ * A handler's sends find their parent through the message being handled (`ctx.incoming`), not
+ * through the active context, so the chain holds without a context manager; the active context
+ * is still set for the user's own instrumentation.
+ */
+import { context as otelContext, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import type { ErrorCode } from '../core/errors.js';
+import { Headers } from '../core/headers.js';
+import type { Behaviour, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
+import type { TransportMessage } from '../core/transport.js';
+import { delayedRoundOf } from '../recoverability/failure-headers.js';
+import { Attr, SpanEvents } from './attributes.js';
+import type { MessageMetrics } from './metrics.js';
+import { contextFromHeaders, writeTraceHeaders } from './propagation.js';
+
+/** What the behaviours keep per message being handled. */
+interface HandledMessage {
+  /** The context a send from here is a child of: the process span, or the running handler's. */
+  current: Context;
+  /** Attributes of each send by its handlers: counted as sent only once the message is handled. */
+  readonly sent: Attributes[];
+}
+
+export interface Instrumentation {
+  readonly tracer: Tracer | undefined;
+  readonly metrics: MessageMetrics | undefined;
+  /** `messaging.system`: the endpoint's transport (`sqlite`, `rabbitmq`, ...). */
+  readonly system: string;
+}
+
+export function telemetryBehaviours({ tracer, metrics, system }: Instrumentation): Behaviour[] {
+  const handling = new WeakMap<TransportMessage, HandledMessage>();
+  const behaviours: Behaviour[] = [
+    { pipeline: 'incoming', name: 'opentelemetry-process', before: 'settle', run: (ctx, next) => processMessage(ctx, next, system, tracer, metrics, handling) },
+    { pipeline: 'outgoing', name: 'opentelemetry-send', after: 'headers', run: (ctx, next) => sendMessage(ctx, next, system, tracer, metrics, handling) },
+  ];
+  if (tracer) {
+    behaviours.push({
+      pipeline: 'handler',
+      name: 'opentelemetry-handler',
+      before: 'handler',
+      async run(invocation, next) {
+        const state = handling.get(invocation.incoming.message);
+        const parent = state?.current ?? otelContext.active();
+        const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
+        const current = trace.setSpan(parent, span);
+        if (state) state.current = current;
+        try {
+          await otelContext.with(current, next);
+        } catch (error) {
+          recordFailure(span, error as Error);
+          throw error;
+        } finally {
+          span.end();
+          if (state) state.current = parent;
+        }
+      },
+    });
+  }
+  return behaviours;
+}
+
+async function processMessage(ctx: IncomingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
+  const started = performance.now();
+  const { message } = ctx;
+  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: ctx.queue, [Attr.ConsumerGroup]: ctx.endpoint.endpoint };
+  metrics?.consumed.add(1, attributes);
+  const parent = contextFromHeaders(message.headers);
+  const span = tracer?.startSpan(
+    `process ${ctx.queue}`,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        ...attributes,
+        [Attr.OperationType]: 'process',
+        [Attr.OperationName]: 'process',
+        [Attr.MessageId]: message.id,
+        [Attr.ClientId]: ctx.endpoint.id,
+        [Attr.ConversationId]: message.headers[Headers.ConversationId],
+        [Attr.Attempt]: ctx.attempts,
+        [Attr.DelayedRetries]: delayedRoundOf(message.headers),
+      },
+    },
+    parent,
+  );
+  const current = span ? trace.setSpan(parent, span) : parent;
+  const state: HandledMessage = { current, sent: [] };
+  handling.set(message, state);
+  try {
+    await (span ? otelContext.with(current, next) : next());
+  } finally {
+    handling.delete(message);
+    const settlement = ctx.settlement ?? { outcome: 'unsettled' };
+    if (span) endProcessSpan(span, ctx, settlement);
+    if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, attributes, performance.now() - started);
+  }
+}
+
+function endProcessSpan(span: Span, ctx: IncomingContext, settlement: Settlement): void {
+  const type = ctx.definition?.typeName;
+  if (type !== undefined) span.setAttribute(Attr.MessageType, type);
+  span.setAttribute(Attr.Outcome, settlement.outcome);
+  switch (settlement.outcome) {
+    case 'immediate-retry':
+      span.addEvent(SpanEvents.Retry, { [Attr.RetryKind]: 'immediate', [Attr.Attempt]: ctx.attempts });
+      break;
+    case 'delayed-retry':
+      span.addEvent(SpanEvents.Retry, { [Attr.RetryKind]: 'delayed', [Attr.RetryDelayMs]: settlement.delayMs ?? 0, [Attr.DelayedRetries]: delayedRoundOf(ctx.message.headers) + 1 });
+      break;
+    case 'error-queue':
+      span.addEvent(SpanEvents.ErrorQueue);
+      break;
+    case 'discarded':
+      span.addEvent(SpanEvents.Discarded);
+      break;
+    case 'lease-lost':
+      span.addEvent(SpanEvents.LeaseLost);
+      break;
+    case 'unsettled':
+      span.addEvent(SpanEvents.Unsettled);
+      break;
+  }
+  if (settlement.error && settlement.outcome !== 'lease-lost') recordFailure(span, settlement.error);
+  span.end();
+}
+
+function recordProcessMetrics(metrics: MessageMetrics, ctx: IncomingContext, settlement: Settlement, state: HandledMessage, attributes: Attributes, elapsedMs: number): void {
+  const type = ctx.definition?.typeName;
+  const typed: Attributes = type === undefined ? attributes : { ...attributes, [Attr.MessageType]: type };
+  const failed = settlement.error !== undefined && settlement.outcome !== 'lease-lost';
+  metrics.processDuration.record(elapsedMs / 1000, failed ? { ...typed, [Attr.OperationName]: 'process', [Attr.ErrorType]: errorType(settlement.error!) } : { ...typed, [Attr.OperationName]: 'process' });
+  if (settlement.outcome === 'handled') {
+    const sentAt = Date.parse(ctx.message.headers[Headers.TimeSent] ?? '');
+    if (Number.isFinite(sentAt)) metrics.criticalTime.record(Math.max(0, Date.now() - sentAt) / 1000, typed);
+    for (const sent of state.sent) metrics.sent.add(1, sent);
+  } else if (settlement.outcome === 'immediate-retry' || settlement.outcome === 'delayed-retry') {
+    metrics.retries.add(1, { ...typed, [Attr.RetryKind]: settlement.outcome === 'immediate-retry' ? 'immediate' : 'delayed' });
+  } else if (settlement.outcome === 'error-queue') {
+    metrics.errorQueueMoves.add(1, typed);
+  }
+}
+
+async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
+  const state = ctx.incoming && handling.get(ctx.incoming);
+  const destination = ctx.intent === 'publish' ? ctx.definition.typeName : destinationOf(ctx);
+  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: destination, [Attr.OperationName]: ctx.intent };
+  let span: Span | undefined;
+  if (tracer) {
+    const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : otelContext.active());
+    span = tracer.startSpan(
+      `${ctx.intent} ${destination}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          ...attributes,
+          [Attr.OperationType]: 'send',
+          [Attr.MessageId]: ctx.headers[Headers.MessageId],
+          [Attr.ConversationId]: ctx.headers[Headers.ConversationId],
+          [Attr.MessageType]: ctx.definition.typeName,
+          [Attr.ClientId]: ctx.headers[Headers.OriginatingInstance],
+        },
+      },
+      parent,
+    );
+    writeTraceHeaders(ctx.headers, span.spanContext());
+  }
+  try {
+    await next();
+  } catch (error) {
+    if (span) recordFailure(span, error as Error);
+    throw error;
+  } finally {
+    span?.end();
+  }
+  // Inside a handler the message leaves with the commit: it counts once the handler's message is handled.
+  if (metrics) for (let i = 0; i < ctx.destinations.length; i++) state ? state.sent.push(attributes) : metrics.sent.add(1, attributes);
+}
+
+function destinationOf(ctx: OutgoingContext): string {
+  const first = ctx.destinations[0];
+  if (!first) return 'unknown';
+  return 'destination' in first ? first.destination : first.topic;
+}
+
+function errorType(error: Error): string {
+  const code = (error as Error & { code?: ErrorCode | string }).code;
+  return typeof code === 'string' ? code : error.name;
+}
+
+function recordFailure(span: Span, error: Error): void {
+  span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  span.setAttribute(Attr.ErrorType, errorType(error));
+}
