@@ -1,9 +1,10 @@
 /**
- * Building a transport from CLI flags or environment variables, for commands that operate on
- * queues (`switchyard errors ...`). Each store is one `StoreConnector` in `connectors`: its flag,
- * its environment variable and how to open it; adding a store (e.g. `--rabbitmq <url>`) is
- * adding one entry. Exactly one store must be chosen; a flag wins over the environment. The
- * command says which store it used (on stderr, so `--json` output stays clean).
+ * Building a transport from CLI flags or environment variables, for every command that operates
+ * on queues (`switchyard errors ...`, `switchyard distributor ...`). Each store is one
+ * `StoreConnector` in `connectors`: its flag, its environment variable, how to open it and where
+ * a distributor keeps its state there; adding a store (e.g. `--postgres <url>`) is adding one
+ * entry. Exactly one store must be chosen; a flag wins over the environment. The command says
+ * which store it used (on stderr, so `--json` output stays clean).
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -11,6 +12,18 @@ import type { Command } from 'commander';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { lineLogger } from '../core/logger.js';
 import type { Transport } from '../core/transport.js';
+import type { DistributorStore } from '../scaleout/distributor-store.js';
+
+export interface OpenOptions {
+  /**
+   * False for commands that read or repair what endpoints made: a store that is not there is
+   * refused (a typo must not create an empty database and report it empty). True for a
+   * distributor, which may start before any endpoint.
+   */
+  readonly create: boolean;
+  /** `distributor`: the connection a running distributor forwards on; `operator`: a short command. */
+  readonly role: 'operator' | 'distributor';
+}
 
 export interface StoreConnector {
   /** Commander option property, e.g. `sqlite` for `--sqlite <path>`. */
@@ -21,7 +34,13 @@ export interface StoreConnector {
   /** What the user sees: the store kind and where it is, without secrets. */
   describe(value: string): string;
   /** Opens the transport; fails with a coded error naming the flag when it cannot. */
-  open(value: string): Promise<Transport>;
+  open(value: string, options: OpenOptions): Promise<Transport>;
+  /**
+   * Opens where a distributor keeps its workers and ready slots on this store, so they survive
+   * its restart and `distributor status` can read them. Absent: the distributor keeps them in
+   * its own process (its workers announce themselves again after a restart).
+   */
+  openDistributorStore?(value: string, options: OpenOptions): Promise<DistributorStore>;
 }
 
 const sqliteConnector: StoreConnector = {
@@ -30,20 +49,30 @@ const sqliteConnector: StoreConnector = {
   env: 'SWITCHYARD_SQLITE_PATH',
   description: 'the SQLite database file the endpoints use',
   describe: (value) => `sqlite ${path.resolve(value)}`,
-  async open(value) {
-    const file = path.resolve(value);
-    // Opening a missing file would create an empty database and report an empty error queue.
-    if (!existsSync(file) || !statSync(file).isFile()) {
-      throw new SwitchyardError(ErrorCodes.CONFIG, `There is no SQLite database at ${file}.`, {
-        fix: 'Pass the file your endpoints use with --sqlite <path> or SWITCHYARD_SQLITE_PATH.',
-      });
-    }
-    const { sqliteTransport } = await import('../sqlite/index.js');
-    const transport = sqliteTransport({ path: file });
+  async open(value, options) {
+    const { sqliteTransport, DISTRIBUTOR_SYNCHRONOUS } = await import('../sqlite/index.js');
+    const transport = sqliteTransport({ path: existingSqliteFile(value, options), ...(options.role === 'distributor' && { synchronous: DISTRIBUTOR_SYNCHRONOUS }) });
     await transport.open();
     return transport;
   },
+  async openDistributorStore(value, options) {
+    const { sqliteDistributorStore, DISTRIBUTOR_SYNCHRONOUS } = await import('../sqlite/index.js');
+    const store = sqliteDistributorStore({ path: existingSqliteFile(value, options), synchronous: DISTRIBUTOR_SYNCHRONOUS });
+    await store.open();
+    return store;
+  },
 };
+
+/** The absolute path; refuses a missing file unless the command may create the database. */
+function existingSqliteFile(value: string, { create }: OpenOptions): string {
+  const file = path.resolve(value);
+  if (create ? existsSync(file) && !statSync(file).isFile() : !existsSync(file) || !statSync(file).isFile()) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `There is no SQLite database at ${file}.`, {
+      fix: 'Pass the file your endpoints use with --sqlite <path> or SWITCHYARD_SQLITE_PATH.',
+    });
+  }
+  return file;
+}
 
 const rabbitmqConnector: StoreConnector = {
   key: 'rabbitmq',
@@ -52,10 +81,10 @@ const rabbitmqConnector: StoreConnector = {
   env: 'SWITCHYARD_CLI_RABBITMQ_URL',
   description: 'the RabbitMQ broker the endpoints use (amqp://user:password@host:5672/vhost)',
   describe: (value) => `rabbitmq ${value.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')}`,
-  async open(value) {
+  async open(value, options) {
     const { rabbitmqTransport } = await import('../rabbitmq/index.js');
-    // Operator commands never declare topology: a typo in a queue name must not create a queue.
-    const transport = rabbitmqTransport({ url: value, createTopology: false, logger: lineLogger((level, line) => void (level !== 'info' && console.error(line))) });
+    // Only a distributor declares its queues: a typo in an operator's queue name must not create a queue.
+    const transport = rabbitmqTransport({ url: value, createTopology: options.create, logger: lineLogger((level, line) => void (level !== 'info' && console.error(line))) });
     await transport.open();
     return transport;
   },
@@ -74,6 +103,9 @@ export interface Connection {
   readonly transport: Transport;
   /** E.g. `sqlite /srv/app/switchyard.db (from --sqlite)`. */
   readonly store: string;
+  /** The distributor's state store on the chosen store; undefined where a distributor keeps its state in its process. */
+  openDistributorStore(): Promise<DistributorStore | undefined>;
+  /** Closes the transport and, if opened, the distributor store. */
   close(): Promise<void>;
 }
 
@@ -110,12 +142,28 @@ function choose(flags: Readonly<Record<string, unknown>>, env: NodeJS.ProcessEnv
 /** Opens the store chosen by `flags` (or, without a store flag, by `env`) and says which it is. */
 export async function connect(
   flags: Readonly<Record<string, unknown>>,
+  options: OpenOptions = { create: false, role: 'operator' },
   env: NodeJS.ProcessEnv = process.env,
   announce: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): Promise<Connection> {
   const { connector, value, source } = choose(flags, env);
   const store = `${connector.describe(value)} (from ${source})`;
   announce(`switchyard: using ${store}`);
-  const transport = await connector.open(value);
-  return { transport, store, close: () => transport.close() };
+  const transport = await connector.open(value, options);
+  let distributorStore: DistributorStore | undefined;
+  return {
+    transport,
+    store,
+    async openDistributorStore() {
+      distributorStore ??= await connector.openDistributorStore?.(value, options);
+      return distributorStore;
+    },
+    async close() {
+      try {
+        await distributorStore?.close();
+      } finally {
+        await transport.close();
+      }
+    },
+  };
 }

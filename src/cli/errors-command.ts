@@ -11,9 +11,10 @@
 import type { Command } from 'commander';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
+import type { Transport } from '../core/transport.js';
 import type { FailedMessage, FailedMessageFilter, FailedMessageSummary } from '../recoverability/failed-message.js';
 import { failedMessages, type FailedMessageOutcome, type FailedMessages } from '../recoverability/failed-messages.js';
-import { addStoreOptions, connect } from './connect.js';
+import { addStoreOptions, connect, type Connection } from './connect.js';
 
 interface CommonFlags {
   errorQueue: string;
@@ -109,22 +110,48 @@ function outcomeLine(o: FailedMessageOutcome, errorQueue: string): string {
   }
 }
 
-function printList(ops: FailedMessages, store: string, page: { messages: FailedMessageSummary[]; total: number; offset: number }): void {
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** `6 times after 3 delayed retries and 1 manual retry`: the TRIED column, as a person says it. */
+export function triedText(m: Pick<FailedMessageSummary, 'immediateAttempts' | 'delayedRetries' | 'manualRetries'>): string {
+  const before = [
+    ...(m.delayedRetries > 0 ? [plural(m.delayedRetries, 'delayed retry', 'delayed retries')] : []),
+    ...(m.manualRetries > 0 ? [plural(m.manualRetries, 'manual retry', 'manual retries')] : []),
+  ];
+  return `${plural(m.immediateAttempts, 'time')}${before.length ? ` after ${before.join(' and ')}` : ''}`;
+}
+
+/** `--type 'Sales.*' --since 2h`: the filters a list was given, for its heading. */
+function filterText(flags: FilterFlags): string {
+  const given = (['endpoint', 'type', 'exception', 'since', 'until'] as const).flatMap((name) => (flags[name] === undefined ? [] : [`--${name} ${JSON.stringify(flags[name])}`]));
+  return given.length ? ` matching ${given.join(' ')}` : '';
+}
+
+/** Nothing failed yet, or a mistyped --error-queue: the note tells the two apart. */
+async function missingQueueNote(transport: Transport, errorQueue: string): Promise<string | undefined> {
+  if (await transport.queueExists(errorQueue)) return undefined;
+  const queues = (await transport.admin?.queues()) ?? [];
+  return `(there is no queue ${errorQueue} yet: an endpoint creates it when it starts; queues there: ${queues.join(', ') || 'none'})`;
+}
+
+interface ListPage {
+  messages: FailedMessageSummary[];
+  total: number;
+  offset: number;
+}
+
+function printList(ops: FailedMessages, heading: { store: string; filters: string; missingQueueNote?: string }, page: ListPage): void {
   const { messages, total, offset } = page;
-  const range = messages.length === 0 ? 'none' : `${offset + 1}-${offset + messages.length}`;
-  console.log(`${total} failed message(s) in ${ops.errorQueue} matching; showing ${range} (${store})`);
-  if (messages.length === 0) return;
-  const rows = messages.map((m) => [
-    m.id,
-    timeOf(m.failedAt),
-    clean(m.failedQueue ?? '?', 40),
-    clean(m.messageType ?? '?', 40),
-    `${m.immediateAttempts}/${m.delayedRetries}${m.manualRetries ? `/${m.manualRetries}` : ''}`,
-    clean(exceptionOf(m), 80),
-  ]);
-  console.log(table(['ID', 'FAILED AT (UTC)', 'QUEUE', 'TYPE', 'TRIES', 'EXCEPTION'], rows));
+  const shown = messages.length === 0 || messages.length === total ? '' : `; showing ${offset + 1}-${offset + messages.length}`;
+  console.log(`${plural(total, 'failed message')} in ${ops.errorQueue}${heading.filters}${shown} (${heading.store})`);
+  if (heading.missingQueueNote) console.log(heading.missingQueueNote);
+  if (messages.length === 0) {
+    if (offset > 0 && total > 0) console.log(`none from --offset ${offset}`);
+    return;
+  }
+  const rows = messages.map((m) => [m.id, timeOf(m.failedAt), clean(m.failedQueue ?? '?', 40), clean(m.messageType ?? '?', 40), triedText(m), clean(exceptionOf(m), 80)]);
+  console.log(table(['ID', 'FAILED AT (UTC)', 'QUEUE', 'TYPE', 'TRIED', 'EXCEPTION'], rows));
   if (offset + messages.length < total) console.log(`more: --offset ${offset + messages.length}`);
-  console.log('TRIES = immediate attempts in the last round / delayed retries [/ earlier manual retries]');
 }
 
 function printShow(m: FailedMessage): void {
@@ -136,7 +163,7 @@ function printShow(m: FailedMessage): void {
     ['endpoint', `${m.endpoint ?? '?'} (instance ${m.instance ?? '?'})`],
     ['exception', `${m.exceptionType ?? '?'}${m.exceptionCode ? ` [${m.exceptionCode}]` : ''}: ${m.exceptionMessage ?? ''}`],
     ['reason', m.reason ?? '?'],
-    ['retries', `${m.immediateAttempts} immediate attempt(s) in the last round, ${m.delayedRetries} delayed, ${m.manualRetries} manual`],
+    ['tried', triedText(m)],
   ];
   for (const [name, value] of fields) console.log(`${name.padEnd(13)} ${clean(value)}`);
   console.log('\nheaders');
@@ -151,10 +178,10 @@ function printShow(m: FailedMessage): void {
 }
 
 /** Opens the store, runs `work`, closes the store; errors reach main.ts, which prints them. */
-async function withErrorQueue(flags: CommonFlags, work: (ops: FailedMessages, store: string) => Promise<void>): Promise<void> {
+async function withErrorQueue(flags: CommonFlags, work: (ops: FailedMessages, connection: Connection) => Promise<void>): Promise<void> {
   const connection = await connect(flags);
   try {
-    await work(failedMessages(connection.transport, { errorQueue: flags.errorQueue }), connection.store);
+    await work(failedMessages(connection.transport, { errorQueue: flags.errorQueue }), connection);
   } finally {
     await connection.close();
   }
@@ -193,10 +220,10 @@ export function registerErrorsCommand(program: Command): void {
     .option('--limit <n>', 'at most this many', '50')
     .option('--offset <n>', 'skip this many matching messages', '0')
     .action(async (flags: FilterFlags & { limit: string; offset: string }) => {
-      await withErrorQueue(flags, async (ops, store) => {
+      await withErrorQueue(flags, async (ops, { store, transport }) => {
         const page = await ops.list({ ...filterOf(flags), limit: parseCount('--limit', flags.limit), offset: parseCount('--offset', flags.offset) });
         if (flags.json) console.log(JSON.stringify({ store, errorQueue: ops.errorQueue, ...page, messages: page.messages.map(summaryJson) }));
-        else printList(ops, store, page);
+        else printList(ops, { store, filters: filterText(flags), missingQueueNote: await missingQueueNote(transport, ops.errorQueue) }, page);
       });
     });
 

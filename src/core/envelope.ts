@@ -7,7 +7,7 @@ import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
 import { traceParent, uuidv7 } from './ids.js';
 import type { Address, InstanceIdentity } from './identity.js';
-import type { MessageDefinition, MessageRegistry } from './messages.js';
+import type { MessageDefinition } from './messages.js';
 import { enclosedTypes } from './messages.js';
 import type { TransportMessage } from './transport.js';
 
@@ -100,14 +100,6 @@ export function parseBody(body: string): unknown {
   }
 }
 
-export interface ParsedMessage {
-  /** The first registered type among the enclosed types (nearest first). */
-  readonly definition: MessageDefinition;
-  /** All enclosed type names, nearest first. */
-  readonly types: readonly string[];
-  readonly body: unknown;
-}
-
 export function readEnclosedTypes(headers: HeaderMap): string[] {
   const raw = headers[Headers.EnclosedTypes];
   if (!raw) {
@@ -116,20 +108,6 @@ export function readEnclosedTypes(headers: HeaderMap): string[] {
     });
   }
   return raw.split(',');
-}
-
-/** Checks limits, resolves the type against the registry and parses the body. */
-export function parseMessage(message: TransportMessage, registry: MessageRegistry, limits: MessageLimits): ParsedMessage {
-  checkHeaders(message.headers, limits);
-  checkBodySize(message.body, limits);
-  const types = readEnclosedTypes(message.headers);
-  const definition = types.map((t) => registry.get(t)).find((d) => d !== undefined);
-  if (!definition) {
-    throw new SwitchyardError(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `The message type ${types.join(', ')} is not registered with this endpoint.`, {
-      fix: 'Add a handler for it (or list its definition in `messages`) on this endpoint, or fix the route that sent it here.',
-    });
-  }
-  return { definition, types, body: parseBody(message.body) };
 }
 
 /** What a new message inherits from the message being handled. */

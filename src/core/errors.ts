@@ -60,6 +60,14 @@ export const ErrorCodes = {
   DISTRIBUTOR_RUNNING: 'SY_ERR_DISTRIBUTOR_RUNNING',
   /** A message id is not in the queue an operation looked in (e.g. the error queue). */
   MESSAGE_NOT_FOUND: 'SY_ERR_MESSAGE_NOT_FOUND',
+  /** A handler asked for a storage session its endpoint's transport does not give (sqliteSession on another transport). */
+  NO_UNIT_OF_WORK: 'SY_ERR_NO_UNIT_OF_WORK',
+  /** A handler's own write failed when its unit of work committed: nothing of the unit happened. */
+  UNIT_OF_WORK_FAILED: 'SY_ERR_UNIT_OF_WORK_FAILED',
+  /** An endpoint handles events on a transport without native pub/sub, but nothing subscribes it to them. */
+  NOT_SUBSCRIBED: 'SY_ERR_NOT_SUBSCRIBED',
+  /** An optional peer dependency (a broker or database client) is not installed. */
+  PACKAGE_MISSING: 'SY_ERR_PACKAGE_MISSING',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

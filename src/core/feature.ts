@@ -44,6 +44,11 @@ export interface EndpointFeature {
   readonly name: string;
   /** Control kinds (the intent header of its control messages) that go to `handleControl` instead of handlers. */
   readonly controlKinds?: readonly string[];
+  /**
+   * True when this feature makes the events the endpoint handles reach it (by subscribing). On a
+   * transport without native pub/sub, an endpoint that handles events refuses to start without one.
+   */
+  readonly deliversEvents?: boolean;
   /** Before receiving starts: validate options, create queues. */
   setup?(host: FeatureHost): Promise<void>;
   /** After receiving started: subscribe, announce readiness, start timers. */

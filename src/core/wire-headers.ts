@@ -6,7 +6,7 @@
  *
  * - `sy1-envelope-error`: what was wrong (headers not JSON, not an object, a value that is not a
  *   string, an id or body that is not text, ...). The pipeline sends such a message straight to
- *   the error queue, without retries (src/endpoint/process.ts);
+ *   the error queue, without retries (the decode step, src/endpoint/incoming.ts);
  * - `sy1-envelope-raw-headers`: the stored headers as read, cut to RAW_PREVIEW_CHARS.
  *
  * The readable string headers are kept beside them (the id, the type, the sender), so the error

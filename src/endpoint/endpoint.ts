@@ -21,64 +21,27 @@
  * starts once: start() after stop() fails with SY_ERR_NOT_RUNNING.
  */
 import { hostname } from 'node:os';
-import type { Handler, MessageSender, PublishOptions, SendOptions } from '../core/context.js';
-import { DEFAULT_LIMITS, type MessageLimits } from '../core/envelope.js';
+import type { Handler, MessageSender } from '../core/context.js';
+import { buildMessage, DEFAULT_LIMITS } from '../core/envelope.js';
 import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature, FeatureHost } from '../core/feature.js';
-import { buildMessage } from '../core/envelope.js';
 import { MESSAGE_INTENTS, type Intent } from '../core/headers.js';
 import { randomId } from '../core/ids.js';
 import { checkAddress, checkName, makeIdentity, sharedAddress, type Address, type InstanceIdentity } from '../core/identity.js';
-import { consoleLogger, type Logger } from '../core/logger.js';
+import { Lifecycle, type LifecycleStep } from '../core/lifecycle.js';
+import { consoleLogger } from '../core/logger.js';
 import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefinition } from '../core/messages.js';
-import { Lifecycle } from '../core/lifecycle.js';
 import { arrange, compose, type Behaviour, type HandlerInvocation, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
-import { Router, type Routes } from '../core/routing.js';
+import { Router } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
-import { checkRecoverability, recoverabilityConfig, type RecoverabilityOptions } from '../recoverability/policy.js';
-import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
+import { checkRecoverability, recoverabilityConfig } from '../recoverability/policy.js';
 import { describeHealth, type EndpointHealth, type EndpointStatus } from './health.js';
 import { HANDLER_PIPELINE, INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
+import { configError, validateOptions, type EndpointOptions } from './options.js';
+import { OUTGOING_PIPELINE, OutgoingBuilder, type OutgoingMessage } from './outgoing.js';
 
-export interface EndpointOptions {
-  /** The logical endpoint name, e.g. `Sales`: shared by all its instances. */
-  name: string;
-  transport: Transport;
-  handlers?: readonly Handler[];
-  /** Message definitions this endpoint sends or publishes without handling them (optional: they register on first use). */
-  messages?: readonly MessageDefinition[];
-  /** Which logical endpoint owns each command type: `{ 'Sales.PlaceOrder': 'Sales', 'Billing.*': 'Billing' }`. */
-  routes?: Routes;
-  /** Most messages handled at once by this instance (default 8). */
-  concurrency?: number;
-  /**
-   * Messages received ahead of free handler slots and held by this instance (default 0), so a
-   * finished handler starts the next message without waiting for a receive. Held messages are
-   * leased to this instance: on a shared queue, other instances cannot take them meanwhile.
-   */
-  prefetch?: number;
-  instance?: { discriminator?: string; host?: string };
-  /**
-   * Which queues this instance receives from. `shared` (default true): the logical endpoint's
-   * queue, with competing consumers. `instance`: this instance's own queue (sender-side
-   * distribution, distributor workers).
-   */
-  queues?: { shared?: boolean; instance?: boolean };
-  /** Sends only: opens no queue and receives nothing. */
-  sendOnly?: boolean;
-  recoverability?: RecoverabilityOptions;
-  limits?: Partial<MessageLimits>;
-  features?: readonly EndpointFeature[];
-  /** Your own pipeline steps, each before or after a built-in step (see docs/pipeline.md). */
-  behaviours?: readonly Behaviour[];
-  logger?: Logger;
-  /**
-   * How long `stop({ signal })` waits, after the signal aborts, for handlers that ignore their
-   * own abort signal (default 10 000 ms); then it returns and their messages come back by lease.
-   */
-  stopGraceMs?: number;
-}
+export type { EndpointOptions } from './options.js';
 
 export type { EndpointStatus } from './health.js';
 
@@ -94,159 +57,199 @@ export interface Endpoint extends MessageSender, AsyncDisposable {
   health(): EndpointHealth;
 }
 
-function configError(setting: string, problem: string, fix: string): SwitchyardError {
-  return new SwitchyardError(ErrorCodes.CONFIG, `Endpoint option \`${setting}\` ${problem}.`, { fix });
-}
-
-function validate(options: EndpointOptions): void {
-  if (!options || typeof options !== 'object') throw configError('options', 'is missing', 'Call createEndpoint({ name, transport, handlers }).');
-  checkName('Endpoint name (option `name`)', options.name);
-  const t = options.transport as Partial<Transport> | undefined;
-  if (!t || typeof t.receive !== 'function' || typeof t.dispatch !== 'function') {
-    throw configError('transport', 'is missing or is not a transport', "Pass one, e.g. transport: sqliteTransport({ path: './switchyard.db' }) from 'switchyard/sqlite'.");
-  }
-  const c = options.concurrency;
-  if (c !== undefined && (!Number.isInteger(c) || c < 1 || c > 10_000)) {
-    throw configError('concurrency', `is ${String(c)}`, 'Use a whole number from 1 to 10000 (default 8).');
-  }
-  const g = options.stopGraceMs;
-  if (g !== undefined && (!Number.isInteger(g) || g < 0)) {
-    throw configError('stopGraceMs', `is ${String(g)}`, 'Use a whole number of milliseconds, 0 or more (default 10000).');
-  }
-  const p = options.prefetch;
-  if (p !== undefined && (!Number.isInteger(p) || p < 0 || p > 10_000)) {
-    throw configError('prefetch', `is ${String(p)}`, 'Use a whole number from 0 to 10000 (default 0).');
-  }
-  if (options.sendOnly && (options.handlers?.length ?? 0) > 0) {
-    throw configError('sendOnly', 'is set but handlers are given', 'A send-only endpoint receives nothing: remove the handlers or sendOnly.');
-  }
-  if (!options.sendOnly && options.queues && options.queues.shared === false && !options.queues.instance) {
-    throw configError('queues', 'turns off both the shared and the instance queue', 'Receive from at least one queue, or set sendOnly: true.');
-  }
-  for (const [key, value] of Object.entries(options.limits ?? {})) {
-    if (!(key in DEFAULT_LIMITS) || !Number.isInteger(value) || (value as number) < 1) {
-      throw configError(`limits.${key}`, `is ${String(value)}`, `Use positive whole numbers for ${Object.keys(DEFAULT_LIMITS).join(', ')}.`);
-    }
-  }
-}
-
 export function createEndpoint(options: EndpointOptions): Endpoint {
-  validate(options);
-  const { transport } = options;
-  const logger = options.logger ?? consoleLogger(options.name);
-  const identity = makeIdentity(options.name, options.instance?.host ?? hostname(), process.pid, options.instance?.discriminator ?? randomId(4));
-  const registry = new MessageRegistry(options.messages ?? []);
-  const handlers = new Map<string, Handler[]>();
-  for (const handler of options.handlers ?? []) {
-    registry.add(handler.definition);
-    const list = handlers.get(handler.definition.typeName) ?? [];
-    list.push(handler);
-    handlers.set(handler.definition.typeName, list);
-  }
-  const router = new Router(options.routes);
-  const features = options.features ?? [];
-  const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const concurrency = options.concurrency ?? 8;
-  const recoverability = recoverabilityConfig(options.recoverability);
-  checkName('Error queue (option `recoverability.errorQueue`)', recoverability.errorQueue);
-  checkRecoverability(recoverability, transport);
-  const receiveShared = !options.sendOnly && options.queues?.shared !== false;
-  const receiveInstance = !options.sendOnly && options.queues?.instance === true;
-  let publicAddress: Address = receiveShared || options.sendOnly ? sharedAddress(identity.endpoint) : identity.address;
-  let prefetch = options.prefetch ?? 0;
+  validateOptions(options);
+  return new EndpointInstance(options);
+}
 
-  const controlFeatures = new Map<string, EndpointFeature>();
+/** Handlers by message type, each type registered with the endpoint's registry. */
+function indexHandlers(registry: MessageRegistry, list: readonly Handler[]): Map<string, Handler[]> {
+  const handlers = new Map<string, Handler[]>();
+  for (const handler of list) {
+    registry.add(handler.definition);
+    handlers.set(handler.definition.typeName, [...(handlers.get(handler.definition.typeName) ?? []), handler]);
+  }
+  return handlers;
+}
+
+/** Which feature handles each control kind (subscribe, ready, ...): one each, never a message intent. */
+function claimControlKinds(features: readonly EndpointFeature[]): Map<string, EndpointFeature> {
+  const owners = new Map<string, EndpointFeature>();
   for (const feature of features) {
     for (const kind of feature.controlKinds ?? []) {
       if ((MESSAGE_INTENTS as readonly string[]).includes(kind)) throw configError('features', `has feature ${feature.name} claiming ${kind} messages as a control kind`, 'A control kind must not be a message intent (send, publish, reply).');
-      if (controlFeatures.has(kind)) throw configError('features', `has two features handling ${kind} messages`, 'Remove one of them.');
-      controlFeatures.set(kind, feature);
+      if (owners.has(kind)) throw configError('features', `has two features handling ${kind} messages`, 'Remove one of them.');
+      owners.set(kind, feature);
     }
   }
+  return owners;
+}
 
-  const behaviours = options.behaviours ?? [];
-  const incomingBehaviours = behaviours.filter((b) => b.pipeline === 'incoming') as { name: string; before?: string; after?: string; run: Step<IncomingContext> }[];
-  const outgoingBehaviours = behaviours.filter((b) => b.pipeline === 'outgoing') as { name: string; before?: string; after?: string; run: Step<OutgoingContext> }[];
-  const runIncoming = compose<IncomingMessage>(arrange(INCOMING_PIPELINE, incomingBehaviours, 'incoming'));
-  const runOutgoing = compose<OutgoingMessage>(arrange(OUTGOING_PIPELINE, outgoingBehaviours, 'outgoing'));
-  const handlerBehaviours = behaviours.filter((b) => b.pipeline === 'handler') as { name: string; before?: string; after?: string; run: Step<HandlerInvocation> }[];
-  // No handler behaviours: handlers are called directly, with no pipeline around each call.
-  const invokeHandler = handlerBehaviours.length > 0 ? compose<HandlerInvocation>(arrange(HANDLER_PIPELINE, handlerBehaviours, 'handler')) : undefined;
-
-  const deps: IncomingDeps = {
-    identity,
-    transport,
-    registry,
-    router,
-    features,
-    limits,
-    logger,
-    handlers,
-    recoverability,
-    controlFeatures,
-    invokeHandler,
-    publicAddress: () => publicAddress,
-    outgoing: runOutgoing,
+/** The built-in steps with the user's behaviours placed among them (src/core/pipeline.ts). */
+function composePipelines(behaviours: readonly Behaviour[]) {
+  const incoming = behaviours.filter((b) => b.pipeline === 'incoming') as { name: string; before?: string; after?: string; run: Step<IncomingContext> }[];
+  const outgoing = behaviours.filter((b) => b.pipeline === 'outgoing') as { name: string; before?: string; after?: string; run: Step<OutgoingContext> }[];
+  const handler = behaviours.filter((b) => b.pipeline === 'handler') as { name: string; before?: string; after?: string; run: Step<HandlerInvocation> }[];
+  return {
+    incoming: compose<IncomingMessage>(arrange(INCOMING_PIPELINE, incoming, 'incoming')),
+    outgoing: compose<OutgoingMessage>(arrange(OUTGOING_PIPELINE, outgoing, 'outgoing')),
+    // No handler behaviours: handlers are called directly, with no pipeline around each call.
+    handler: handler.length > 0 ? compose<HandlerInvocation>(arrange(HANDLER_PIPELINE, handler, 'handler')) : undefined,
   };
+}
 
-  const host: FeatureHost = {
-    identity,
-    transport,
-    registry,
-    logger,
-    concurrency,
-    handledEvents: [...handlers.values()].map((h) => h[0]!.definition).filter((d): d is EventDefinition => d.kind === 'event'),
-    routeOf: (typeName) => router.find(typeName),
-    get publicAddress() {
-      return publicAddress;
-    },
-    set publicAddress(address: Address) {
-      publicAddress = checkAddress('Public address', address);
-    },
-    get prefetch() {
-      return prefetch;
-    },
-    set prefetch(count: number) {
-      prefetch = count;
-    },
-    controlMessage: (intent, headers, body = {}) =>
-      buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: publicAddress, causedBy: undefined, headers }, limits),
-    dispatch: (batch) => transport.dispatch(batch),
-  };
-
-  // Sends outside handlers leave at once.
-  const endpointSends = new OutgoingBuilder(deps, undefined, (batch) => transport.dispatch(batch));
-  let status: EndpointStatus = 'created';
-  let pump: Pump | undefined;
-  let starting: Promise<void> | undefined;
-  let stopping: Promise<void> | undefined;
-
-  const checkConfiguration = () => {
-    for (const [typeName, list] of handlers) {
-      const definition = list[0]!.definition;
-      const owner = router.find(typeName);
-      if (definition.kind === 'command' && owner !== undefined && owner !== identity.endpoint) {
-        throw configError(
-          'handlers',
-          `has a handler for the command ${typeName}, but routes send it to ${owner}`,
-          `A command has one owner: move the handler to ${owner}, or route ${typeName} to ${identity.endpoint}.`,
-        );
-      }
+/** A command has one owner: a handler for a command routed elsewhere is a configuration error. */
+function checkCommandOwnership(handlers: ReadonlyMap<string, readonly Handler[]>, router: Router, endpoint: string): void {
+  for (const [typeName, list] of handlers) {
+    const owner = router.find(typeName);
+    if (list[0]!.definition.kind === 'command' && owner !== undefined && owner !== endpoint) {
+      throw configError(
+        'handlers',
+        `has a handler for the command ${typeName}, but routes send it to ${owner}`,
+        `A command has one owner: move the handler to ${owner}, or route ${typeName} to ${endpoint}.`,
+      );
     }
+  }
+}
+
+/**
+ * Without native pub/sub, events reach an endpoint only if it subscribes: an endpoint with event
+ * handlers and no feature that subscribes would start, wait and receive nothing.
+ */
+function checkEventsCanArrive(endpoint: string, events: readonly EventDefinition[], transport: Transport, features: readonly EndpointFeature[]): void {
+  if (events.length === 0 || transport.capabilities.nativePubSub || features.some((f) => f.deliversEvents)) return;
+  const names = events.map((e) => e.typeName).join(', ');
+  throw new SwitchyardError(
+    ErrorCodes.NOT_SUBSCRIBED,
+    `Endpoint ${endpoint} handles the event(s) ${names}, but the ${transport.name} transport has no native publish/subscribe and nothing subscribes ${endpoint} to them: it would never receive one.`,
+    {
+      fix: `Add features: [subscriptions()] (from 'switchyard') to ${endpoint}'s options and route each event to its publisher (routes: { '${events[0]!.typeName}': '<Publisher>' }); see docs/publish-subscribe.md.`,
+    },
+  );
+}
+
+class EndpointInstance implements Endpoint {
+  readonly identity: InstanceIdentity;
+  readonly #options: EndpointOptions;
+  readonly #deps: IncomingDeps;
+  readonly #host: FeatureHost;
+  readonly #runIncoming: (message: IncomingMessage) => Promise<void>;
+  /** Sends outside handlers leave at once. */
+  readonly #sends: OutgoingBuilder;
+  /** The queues this instance receives from (none when send-only). */
+  readonly #addresses: Address[] = [];
+  readonly #lifecycle: Lifecycle;
+  #status: EndpointStatus = 'created';
+  #publicAddress: Address;
+  #prefetch: number;
+  #pump: Pump | undefined;
+  #starting: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  constructor(options: EndpointOptions) {
+    this.#options = options;
+    const { transport } = options;
+    const logger = options.logger ?? consoleLogger(options.name);
+    const identity = makeIdentity(options.name, options.instance?.host ?? hostname(), process.pid, options.instance?.discriminator ?? randomId(4));
+    this.identity = identity;
+    const registry = new MessageRegistry(options.messages ?? []);
+    const recoverability = recoverabilityConfig(options.recoverability);
+    checkName('Error queue (option `recoverability.errorQueue`)', recoverability.errorQueue);
+    checkRecoverability(recoverability, transport);
+    const receiveShared = !options.sendOnly && options.queues?.shared !== false;
+    if (receiveShared) this.#addresses.push(sharedAddress(identity.endpoint));
+    if (!options.sendOnly && options.queues?.instance === true) this.#addresses.push(identity.address);
+    this.#publicAddress = receiveShared || options.sendOnly ? sharedAddress(identity.endpoint) : identity.address;
+    this.#prefetch = options.prefetch ?? 0;
+    const pipelines = composePipelines(options.behaviours ?? []);
+    this.#runIncoming = pipelines.incoming;
+    this.#deps = {
+      identity,
+      transport,
+      registry,
+      router: new Router(options.routes),
+      features: options.features ?? [],
+      limits: { ...DEFAULT_LIMITS, ...options.limits },
+      logger,
+      handlers: indexHandlers(registry, options.handlers ?? []),
+      recoverability,
+      controlFeatures: claimControlKinds(options.features ?? []),
+      invokeHandler: pipelines.handler,
+      publicAddress: () => this.#publicAddress,
+      outgoing: pipelines.outgoing,
+    };
+    this.#host = this.#featureHost();
+    this.#sends = new OutgoingBuilder(this.#deps, undefined, (batch) => transport.dispatch(batch));
+    this.#lifecycle = new Lifecycle(this.#lifecycleSteps(), logger);
+  }
+
+  get name(): string {
+    return this.identity.endpoint;
+  }
+
+  get status(): EndpointStatus {
+    return this.#status;
+  }
+
+  get publicAddress(): Address {
+    return this.#publicAddress;
+  }
+
+  start(): Promise<void> {
+    if (this.#stopping) {
+      return Promise.reject(
+        new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${this.name} is ${this.#status}; an endpoint starts once.`, {
+          fix: 'Create a new endpoint with createEndpoint(...) to start again: stop() closed its transport.',
+        }),
+      );
+    }
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  stop(stopOptions: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(stopOptions.signal);
+    return this.#stopping;
+  }
+
+  // Arrow properties, so `const { send } = endpoint` works as it did with a plain object.
+  readonly send: MessageSender['send'] = async (definition, body, sendOptions) => {
+    await this.#runningSends().send(definition, body, sendOptions);
   };
 
-  const addresses: Address[] = [];
-  if (receiveShared) addresses.push(sharedAddress(identity.endpoint));
-  if (receiveInstance) addresses.push(identity.address);
+  readonly sendLocal: MessageSender['sendLocal'] = async (definition, body, sendOptions) => {
+    await this.#runningSends().sendLocal(definition, body, sendOptions);
+  };
 
-  const lifecycle = new Lifecycle(
-    [
-      { name: 'configuration', start: checkConfiguration },
+  readonly publish: MessageSender['publish'] = async (definition, body, publishOptions) => {
+    await this.#runningSends().publish(definition, body, publishOptions);
+  };
+
+  health(): EndpointHealth {
+    return describeHealth(this.identity, this.#deps.transport.name, this.#status, this.#pump?.health());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** The order and the undo of each step: see the file header. */
+  #lifecycleSteps(): LifecycleStep[] {
+    const { transport, features, handlers, router, recoverability } = this.#deps;
+    const host = this.#host;
+    return [
+      {
+        name: 'configuration',
+        start: () => {
+          checkEventsCanArrive(this.name, host.handledEvents, transport, features);
+          checkCommandOwnership(handlers, router, this.name);
+        },
+      },
       { name: 'transport', start: () => transport.open(), undo: () => transport.close() },
       {
         name: 'queues',
         start: async () => {
-          for (const address of [...addresses, recoverability.errorQueue]) await transport.createQueue(address);
+          for (const address of [...this.#addresses, recoverability.errorQueue]) await transport.createQueue(address);
         },
       },
       ...features.map((feature) => ({ name: `feature ${feature.name} setup`, start: () => feature.setup?.(host), undo: () => feature.stop?.() })),
@@ -254,105 +257,92 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
         name: 'bindings',
         start: async () => {
           // Native pub/sub: the broker routes events, so bind the public address to each handled event (idempotent).
-          if (!transport.capabilities.nativePubSub || !transport.subscribe || addresses.length === 0) return;
-          for (const event of host.handledEvents) await transport.subscribe(publicAddress, event.typeName);
+          if (!transport.capabilities.nativePubSub || !transport.subscribe || this.#addresses.length === 0) return;
+          for (const event of host.handledEvents) await transport.subscribe(this.#publicAddress, event.typeName);
         },
       },
-      {
-        name: 'handlers',
-        start: () => {
-          if (addresses.length === 0) return;
-          pump = new Pump({
-            transport,
-            addresses,
-            concurrency,
-            prefetch,
-            graceMs: options.stopGraceMs,
-            logger,
-            process: (receipt, stopSignal, release) => runIncoming(new IncomingMessage(deps, receipt, stopSignal, release)),
-          });
-        },
-        undo: (signal) => pump?.stop(signal),
-      },
+      { name: 'handlers', start: () => this.#createPump(), undo: (signal) => this.#pump?.stop(signal) },
       ...features.map((feature) => ({ name: `feature ${feature.name} start`, start: () => feature.start?.(host), undo: () => feature.stopping?.(host) })),
-      { name: 'receiving', start: () => pump?.start(), undo: () => pump?.stopReceiving() },
-    ],
-    logger,
-  );
+      { name: 'receiving', start: () => this.#pump?.start(), undo: () => this.#pump?.stopReceiving() },
+    ];
+  }
 
-  const start = async () => {
-    status = 'starting';
+  #createPump(): void {
+    if (this.#addresses.length === 0) return;
+    const deps = this.#deps;
+    this.#pump = new Pump({
+      transport: deps.transport,
+      addresses: this.#addresses,
+      concurrency: this.#options.concurrency ?? 8,
+      prefetch: this.#prefetch,
+      graceMs: this.#options.stopGraceMs,
+      logger: deps.logger,
+      process: (receipt, stopSignal, release) => this.#runIncoming(new IncomingMessage(deps, receipt, stopSignal, release)),
+    });
+  }
+
+  /** What features see of the endpoint (src/core/feature.ts). */
+  #featureHost(): FeatureHost {
+    const { identity, transport, registry, logger, router, handlers, limits } = this.#deps;
+    const endpoint = this;
+    return {
+      identity,
+      transport,
+      registry,
+      logger,
+      concurrency: this.#options.concurrency ?? 8,
+      handledEvents: [...handlers.values()].map((h) => h[0]!.definition).filter((d): d is EventDefinition => d.kind === 'event'),
+      routeOf: (typeName) => router.find(typeName),
+      get publicAddress() {
+        return endpoint.#publicAddress;
+      },
+      set publicAddress(address: Address) {
+        endpoint.#publicAddress = checkAddress('Public address', address);
+      },
+      get prefetch() {
+        return endpoint.#prefetch;
+      },
+      set prefetch(count: number) {
+        endpoint.#prefetch = count;
+      },
+      controlMessage: (intent, headers, body = {}) =>
+        buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: this.#publicAddress, causedBy: undefined, headers }, limits),
+      dispatch: (batch) => transport.dispatch(batch),
+    };
+  }
+
+  async #start(): Promise<void> {
+    const { logger, transport } = this.#deps;
+    this.#status = 'starting';
     try {
-      await lifecycle.start();
+      await this.#lifecycle.start();
     } catch (error) {
-      status = 'stopped';
+      this.#status = 'stopped';
       logger.error({ err: asError(error) }, `failed to start: ${asError(error).message}`);
       throw error;
     }
-    status = 'running';
-    logger.info(
-      `started instance ${identity.id} on ${transport.name}` +
-        (addresses.length ? `, receiving from ${addresses.join(', ')} (concurrency ${concurrency})` : ', send-only'),
-    );
-  };
+    this.#status = 'running';
+    const receiving = this.#addresses.length ? `, receiving from ${this.#addresses.join(', ')} (concurrency ${this.#options.concurrency ?? 8})` : ', send-only';
+    logger.info(`started instance ${this.identity.id} on ${transport.name}${receiving}`);
+  }
 
-  const stop = async (signal?: AbortSignal) => {
-    await starting?.catch(() => undefined);
-    status = 'stopping';
-    const errors = await lifecycle.stop(signal);
-    status = 'stopped';
-    logger.info(`stopped instance ${identity.id}${errors.length ? ` with ${errors.length} error(s)` : ''}`);
-    if (errors.length > 0) throw new AggregateError(errors, `Endpoint ${identity.endpoint} stopped with errors: ${errors.map((e) => e.message).join('; ')}`);
-  };
+  async #stop(signal: AbortSignal | undefined): Promise<void> {
+    await this.#starting?.catch(() => undefined);
+    this.#status = 'stopping';
+    const errors = await this.#lifecycle.stop(signal);
+    this.#status = 'stopped';
+    this.#deps.logger.info(`stopped instance ${this.identity.id}${errors.length ? ` with ${errors.length} error(s)` : ''}`);
+    if (errors.length > 0) throw new AggregateError(errors, `Endpoint ${this.name} stopped with errors: ${errors.map((e) => e.message).join('; ')}`);
+  }
 
-  const requireRunning = () => {
-    if (status !== 'running' && status !== 'starting') {
-      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${identity.endpoint} is ${status}; it cannot send.`, {
+  #runningSends(): OutgoingBuilder {
+    if (this.#status !== 'running' && this.#status !== 'starting') {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${this.name} is ${this.#status}; it cannot send.`, {
         fix: 'await endpoint.start() before sending, and do not send after stop().',
       });
     }
-    return endpointSends;
-  };
-
-  const endpoint: Endpoint = {
-    name: identity.endpoint,
-    identity,
-    get status() {
-      return status;
-    },
-    get publicAddress() {
-      return publicAddress;
-    },
-    start() {
-      if (stopping) {
-        return Promise.reject(
-          new SwitchyardError(ErrorCodes.NOT_RUNNING, `Endpoint ${identity.endpoint} is ${status}; an endpoint starts once.`, {
-            fix: 'Create a new endpoint with createEndpoint(...) to start again: stop() closed its transport.',
-          }),
-        );
-      }
-      starting ??= start();
-      return starting;
-    },
-    stop(stopOptions = {}) {
-      stopping ??= stop(stopOptions.signal);
-      return stopping;
-    },
-    async send(definition, body, sendOptions?: SendOptions) {
-      await requireRunning().send(definition, body, sendOptions);
-    },
-    async sendLocal(definition, body, sendOptions?: SendOptions) {
-      await requireRunning().sendLocal(definition, body, sendOptions);
-    },
-    async publish(definition, body, publishOptions?: PublishOptions) {
-      await requireRunning().publish(definition, body, publishOptions);
-    },
-    health: () => describeHealth(identity, transport.name, status, pump?.health()),
-    [Symbol.asyncDispose]() {
-      return endpoint.stop();
-    },
-  };
-  return endpoint;
+    return this.#sends;
+  }
 }
 
 const controlDefinitions = new Map<Intent, MessageDefinition>();

@@ -11,13 +11,16 @@
  * A database restored from an older backup keeps the old generation with a lower head; dropped
  * tables are created again (with a new generation) on the next call. See DatasetStore.advance.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
   appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
 } from '../datasets/records.js';
 import type { DatasetStore, Membership, ReadResult, Snapshot } from '../datasets/store.js';
 import { createListener } from './dataset-listener.js';
+import { loadPeerDependency } from '../core/peer-dependency.js';
+
+const { Pool, Client } = loadPeerDependency<typeof pg>('pg', 'switchyard/postgres');
 
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
@@ -128,7 +131,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     });
   }
   const ownPool = !options.pool;
-  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
+  const pool = options.pool ?? new Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   if (ownPool) pool.on('error', () => undefined);
   const s = `"${schema}"`;
@@ -220,8 +223,8 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     wakeRecords: options.wakeRecords ?? true,
     connect: async () => {
       const client = options.connectionString
-        ? new pg.Client({ connectionString: options.connectionString })
-        : new pg.Client(pool.options);
+        ? new Client({ connectionString: options.connectionString })
+        : new Client(pool.options);
       await client.connect();
       return client;
     },

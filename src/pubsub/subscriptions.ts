@@ -49,6 +49,54 @@ function optionError(problem: string, fix: string): SwitchyardError {
   return new SwitchyardError(ErrorCodes.CONFIG, `subscriptions(): ${problem}.`, { fix });
 }
 
+/**
+ * Subscriber side: binds the public address where the broker routes events, or sends a
+ * subscribe/unsubscribe message to every instance of the event's publisher.
+ */
+async function sendSubscriptionRequest(h: FeatureHost, intent: SubscriptionIntent, event: EventDefinition, instanceMapping: InstanceMapping | undefined): Promise<void> {
+  if (event?.kind !== 'event') throw new SwitchyardError(ErrorCodes.WRONG_INTENT, `Cannot ${intent} to ${String(event?.typeName)}: only events are published.`, { fix: 'Subscribe to events defined with defineEvent().' });
+  if (h.transport.capabilities.nativePubSub) {
+    if (intent === 'subscribe') await h.transport.subscribe?.(h.publicAddress, event.typeName);
+    else await h.transport.unsubscribe?.(h.publicAddress, event.typeName);
+    return;
+  }
+  const publisher = h.routeOf(event.typeName);
+  if (publisher === undefined) {
+    throw new SwitchyardError(ErrorCodes.NO_ROUTE, `Endpoint ${h.identity.endpoint} cannot ${intent} to ${event.typeName}: no route names the endpoint that publishes it.`, {
+      fix: `Add routes: { '${event.typeName}': '<Publisher>' } (or '${event.typeName.split('.')[0]}.*') to ${h.identity.endpoint}'s options, or turn off autoSubscribe and subscribe explicitly.`,
+    });
+  }
+  const message = h.controlMessage(intent, subscriptionRequestHeaders(event.typeName, h.identity, h.publicAddress));
+  // Every mapped publisher instance hears it (each then clears its own cache); the store makes repeats harmless.
+  const destinations = instanceMapping?.addressesOf(publisher) ?? [sharedAddress(publisher)];
+  // The publisher may not have started yet: its queue then holds the request until it does.
+  for (const destination of destinations) await h.transport.createQueue(destination);
+  await h.dispatch(destinations.map((destination) => ({ destination, message })));
+}
+
+/**
+ * Publisher side: a subscribe or unsubscribe is refused (to the error queue, with the reason)
+ * unless this endpoint has a store and publishes the event: listed in `publishes`, or, without
+ * that list, routed here, and known as an event.
+ */
+function checkPublisher(h: FeatureHost, intent: SubscriptionIntent, messageType: string, endpoint: string, hasStore: boolean, published: ReadonlySet<string> | undefined): void {
+  const here = h.identity.endpoint;
+  const refuse = (code: typeof ErrorCodes.NOT_PUBLISHER | typeof ErrorCodes.UNKNOWN_MESSAGE_TYPE, problem: string, fix: string) =>
+    new SwitchyardError(code, `${endpoint} asked ${here} to ${intent} to ${messageType}, but ${problem}.`, { fix });
+  if (!hasStore) {
+    throw refuse(ErrorCodes.NOT_PUBLISHER, `${here} has no subscription store, so it publishes nothing`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or give ${here} subscriptions({ store }).`);
+  }
+  const publishesHere = published ? published.has(messageType) : h.routeOf(messageType) === here;
+  if (!publishesHere) {
+    const why = published ? `it is not in its \`publishes\` list (${[...published].join(', ')})` : `its routes send ${messageType} to ${h.routeOf(messageType) ?? 'no endpoint'}`;
+    throw refuse(ErrorCodes.NOT_PUBLISHER, `${here} does not publish it: ${why}`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or add it to ${here}'s subscriptions({ publishes }).`);
+  }
+  // Routed here by a namespace route, yet not an event this endpoint knows: a typo or a stale subscriber.
+  if (h.registry.get(messageType)?.kind !== 'event') {
+    throw refuse(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `${here} knows no event of that name`, `List it in subscriptions({ publishes: [...] }) or \`messages\` on ${here}, or fix the type name in ${endpoint}.`);
+  }
+}
+
 export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions {
   const cacheMs = options.cacheMs ?? 5000;
   if (!Number.isInteger(cacheMs) || cacheMs < 0) throw optionError(`\`cacheMs\` is ${String(options.cacheMs)}`, 'Use a whole number of milliseconds, 0 or more (default 5000).');
@@ -71,34 +119,21 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
     return host;
   };
 
-  const request = async (intent: SubscriptionIntent, event: EventDefinition) => {
-    const h = requireHost(`${intent} to ${event?.typeName}`);
-    if (event?.kind !== 'event') throw new SwitchyardError(ErrorCodes.WRONG_INTENT, `Cannot ${intent} to ${String(event?.typeName)}: only events are published.`, { fix: 'Subscribe to events defined with defineEvent().' });
-    if (h.transport.capabilities.nativePubSub) {
-      if (intent === 'subscribe') await h.transport.subscribe?.(h.publicAddress, event.typeName);
-      else await h.transport.unsubscribe?.(h.publicAddress, event.typeName);
-      return;
-    }
-    const publisher = h.routeOf(event.typeName);
-    if (publisher === undefined) {
-      throw new SwitchyardError(ErrorCodes.NO_ROUTE, `Endpoint ${h.identity.endpoint} cannot ${intent} to ${event.typeName}: no route names the endpoint that publishes it.`, {
-        fix: `Add routes: { '${event.typeName}': '<Publisher>' } (or '${event.typeName.split('.')[0]}.*') to ${h.identity.endpoint}'s options, or turn off autoSubscribe and subscribe explicitly.`,
-      });
-    }
-    const message = h.controlMessage(intent, subscriptionRequestHeaders(event.typeName, h.identity, h.publicAddress));
-    // Every mapped publisher instance hears it (each then clears its own cache); the store makes repeats harmless.
-    const destinations = options.instanceMapping?.addressesOf(publisher) ?? [sharedAddress(publisher)];
-    // The publisher may not have started yet: its queue then holds the request until it does.
-    for (const destination of destinations) await h.transport.createQueue(destination);
-    await h.dispatch(destinations.map((destination) => ({ destination, message })));
-  };
+  const request = (intent: SubscriptionIntent, event: EventDefinition) => sendSubscriptionRequest(requireHost(`${intent} to ${event?.typeName}`), intent, event, options.instanceMapping);
 
-  const publishesHere = (h: FeatureHost, typeName: string) =>
-    published ? published.has(typeName) : h.routeOf(typeName) === h.identity.endpoint;
+  // An event nobody subscribed to is gone once published; say so once per type, not per publish.
+  const unheard = new Set<string>();
+  const warnNoSubscriber = (h: FeatureHost, typeName: string) => {
+    if (unheard.has(typeName)) return;
+    unheard.add(typeName);
+    h.logger.warn(`published ${typeName} but no endpoint subscribes to it, so no one receives it (said once per type; subscribers that start later get later events)`);
+  };
 
   return {
     name: 'subscriptions',
     controlKinds: ['subscribe', 'unsubscribe'],
+    // Also with autoSubscribe: false: the application then subscribes with subscribe(event).
+    deliversEvents: true,
     async setup(h) {
       host = h;
       for (const event of options.publishes ?? []) h.registry.add(event);
@@ -115,19 +150,8 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
       const h = requireHost('handle a subscription message');
       const { intent, subscription } = readSubscriptionRequest(message.headers);
       const { messageType, endpoint } = subscription;
-      const refuse = (code: typeof ErrorCodes.NOT_PUBLISHER | typeof ErrorCodes.UNKNOWN_MESSAGE_TYPE, problem: string, fix: string) =>
-        new SwitchyardError(code, `${endpoint} asked ${h.identity.endpoint} to ${intent} to ${messageType}, but ${problem}.`, { fix });
-      if (!store || !fanout) {
-        throw refuse(ErrorCodes.NOT_PUBLISHER, `${h.identity.endpoint} has no subscription store, so it publishes nothing`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or give ${h.identity.endpoint} subscriptions({ store }).`);
-      }
-      if (!publishesHere(h, messageType)) {
-        const why = published ? `it is not in its \`publishes\` list (${[...published].join(', ')})` : `its routes send ${messageType} to ${h.routeOf(messageType) ?? 'no endpoint'}`;
-        throw refuse(ErrorCodes.NOT_PUBLISHER, `${h.identity.endpoint} does not publish it: ${why}`, `Route ${messageType} to its publisher in ${endpoint}'s routes, or add it to ${h.identity.endpoint}'s subscriptions({ publishes }).`);
-      }
-      // Routed here by a namespace route, yet not an event this endpoint knows: a typo or a stale subscriber.
-      if (h.registry.get(messageType)?.kind !== 'event') {
-        throw refuse(ErrorCodes.UNKNOWN_MESSAGE_TYPE, `${h.identity.endpoint} knows no event of that name`, `List it in subscriptions({ publishes: [...] }) or \`messages\` on ${h.identity.endpoint}, or fix the type name in ${endpoint}.`);
-      }
+      checkPublisher(h, intent, messageType, endpoint, store !== undefined, published);
+      if (!store || !fanout) return []; // (checkPublisher refused already: narrows the types)
       if (intent === 'subscribe') await store.subscribe(subscription);
       else await store.unsubscribe(subscription);
       fanout.invalidate();
@@ -140,7 +164,9 @@ export function subscriptions(options: SubscriptionsOptions = {}): Subscriptions
           fix: 'Give the publishing endpoint subscriptions({ store }); every instance of it must use the same store.',
         });
       }
-      return fanout.destinations(types);
+      const destinations = await fanout.destinations(types);
+      if (destinations.length === 0) warnNoSubscriber(requireHost('publish'), types[0]!);
+      return destinations;
     },
     subscribe: (event) => request('subscribe', event),
     unsubscribe: (event) => request('unsubscribe', event),

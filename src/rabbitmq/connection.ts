@@ -10,12 +10,15 @@
  * - Channels are the unit of failure on RabbitMQ: a refused declaration or publish closes only
  *   its channel, so the shared channels here are re-created on next use.
  */
-import amqp, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import type { ConnectionOptions as TlsOptions } from 'node:tls';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { coalesceSocketWrites } from './coalesced-writes.js';
 import { brokerError, redactUrl } from './errors.js';
+import { loadPeerDependency } from '../core/peer-dependency.js';
+
+const amqp = loadPeerDependency<typeof import('amqplib')>('amqplib', 'switchyard/rabbitmq');
 
 export type ConnectionState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 

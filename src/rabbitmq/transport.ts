@@ -15,7 +15,7 @@ import { consoleLogger, type Logger } from '../core/logger.js';
 import type { QueueAdmin, Receipt, ReceiveOptions, Transport } from '../core/transport.js';
 import { rabbitmqAdmin } from './admin.js';
 import { BrokerConnection, notOpen, type ConnectionState, type ConnectionStateChange } from './connection.js';
-import { QueueConsumer } from './consumer.js';
+import { QueueConsumer, type ConsumerDeps } from './consumer.js';
 import { Declarations } from './declarations.js';
 import { Publisher } from './publisher.js';
 import type { QueueType } from './specs.js';
@@ -76,10 +76,7 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
   const declarations = new Declarations(connection, { url: settings.url, createTopology: settings.createTopology, timeoutMs: settings.sendTimeoutMs });
   const publisher = new Publisher(connection, declarations, settings);
   const publish = (batch: Parameters<Publisher['publish']>[0], publishOptions?: { retry?: boolean }) => publisher.publish(batch, publishOptions);
-  const consumers = new Map<Address, QueueConsumer>();
-  connection.onLost(() => {
-    for (const consumer of consumers.values()) consumer.connectionLost();
-  });
+  const consumers = new Consumers(connection, { url: settings.url, prefetch: options.prefetch, sendTimeoutMs: settings.sendTimeoutMs, publish });
   let opened = false;
   let closed = false;
 
@@ -114,28 +111,12 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
       requireOpen();
       await publish(batch);
     },
-    async receive(address: Address, { max, waitMs, signal }: ReceiveOptions): Promise<Receipt[]> {
-      if (closed || signal.aborted) return [];
+    async receive(address: Address, receiveOptions: ReceiveOptions): Promise<Receipt[]> {
+      if (closed || receiveOptions.signal.aborted) return [];
       requireOpen();
-      if (connection.state !== 'connected') {
-        // Reconnecting: wait quietly (the connection logs its own state); the pump asks again.
-        const up = await connection.whenConnected(waitMs).then(() => true, () => false);
-        if (!up) return [];
-      }
-      let consumer = consumers.get(address);
-      if (!consumer) consumers.set(address, (consumer = new QueueConsumer(address, { connection, url: settings.url, prefetch: options.prefetch, publish })));
-      try {
-        await consumer.ensure(max, settings.sendTimeoutMs);
-      } catch (error) {
-        // The connection dropped while the consumer started: the reconnect logs it; ask again later.
-        if (connection.state !== 'connected') return [];
-        throw error;
-      }
-      return consumer.take(max, waitMs, signal);
+      return consumers.receive(address, receiveOptions);
     },
-    async stopReceiving(address) {
-      await consumers.get(address)?.stopReceiving();
-    },
+    stopReceiving: (address) => consumers.stopReceiving(address),
     async subscribe(address, eventType) {
       requireOpen();
       await declarations.ensure(subscriptionSpecs(address, eventType));
@@ -149,11 +130,52 @@ export function rabbitmqTransport(options: RabbitMqTransportOptions): RabbitMqTr
     async close() {
       if (closed) return;
       closed = true;
-      await Promise.all([...consumers.values()].map((c) => c.stop()));
-      consumers.clear();
+      await consumers.stop();
       await connection.close();
     },
   };
+}
+
+/** One consumer per queue received from, started on the first receive and again after a reconnect. */
+class Consumers {
+  readonly #consumers = new Map<Address, QueueConsumer>();
+
+  constructor(
+    private readonly connection: BrokerConnection,
+    private readonly settings: Omit<ConsumerDeps, 'connection'> & { readonly sendTimeoutMs: number },
+  ) {
+    connection.onLost(() => {
+      for (const consumer of this.#consumers.values()) consumer.connectionLost();
+    });
+  }
+
+  async receive(address: Address, { max, waitMs, signal }: ReceiveOptions): Promise<Receipt[]> {
+    const { connection, settings } = this;
+    if (connection.state !== 'connected') {
+      // Reconnecting: wait quietly (the connection logs its own state); the pump asks again.
+      const up = await connection.whenConnected(waitMs).then(() => true, () => false);
+      if (!up) return [];
+    }
+    let consumer = this.#consumers.get(address);
+    if (!consumer) this.#consumers.set(address, (consumer = new QueueConsumer(address, { ...settings, connection })));
+    try {
+      await consumer.ensure(max, settings.sendTimeoutMs);
+    } catch (error) {
+      // The connection dropped while the consumer started: the reconnect logs it; ask again later.
+      if (connection.state !== 'connected') return [];
+      throw error;
+    }
+    return consumer.take(max, waitMs, signal);
+  }
+
+  async stopReceiving(address: Address): Promise<void> {
+    await this.#consumers.get(address)?.stopReceiving();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.#consumers.values()].map((c) => c.stop()));
+    this.#consumers.clear();
+  }
 }
 
 function checkOptions(options: RabbitMqTransportOptions) {

@@ -104,124 +104,136 @@ function checkPaging(name: string, value: number, max: number): number {
   return value;
 }
 
+/** One error queue on one transport: what every operation below works on. */
+interface ErrorQueueScope {
+  readonly transport: Transport;
+  readonly errorQueue: Address;
+  readonly pageSize: number;
+}
+
+async function requireErrorQueue({ transport, errorQueue }: ErrorQueueScope): Promise<QueueAdmin> {
+  const admin = adminOf(transport);
+  if (!(await transport.queueExists(errorQueue))) {
+    const known = await admin.queues();
+    throw new SwitchyardError(ErrorCodes.QUEUE_NOT_FOUND, `The error queue ${errorQueue} does not exist on the ${transport.name} transport (queues there: ${known.join(', ') || 'none'}).`, {
+      fix: 'Check the store you pointed at and the error queue name (--error-queue); an endpoint creates its error queue when it starts.',
+    });
+  }
+  return admin;
+}
+
+async function* scan({ errorQueue, pageSize }: ErrorQueueScope, admin: QueueAdmin): AsyncGenerator<FailedMessage> {
+  for (let offset = 0; ; offset += pageSize) {
+    const page = await admin.peek(errorQueue, { offset, limit: pageSize });
+    for (const message of page) yield describeFailedMessage(message);
+    if (page.length < pageSize) return;
+  }
+}
+
+/**
+ * Takes ids a chunk at a time: one QueueAdmin.take per chunk (one transaction, one scan of the
+ * error queue). When a chunk fails because of one message (its failed queue is gone, a header
+ * is missing), nothing of the chunk happened; it is taken again id by id, so only the ids at
+ * fault fail.
+ */
+async function takeInChunks(scope: ErrorQueueScope, ids: readonly string[], move: Move): Promise<FailedMessageOutcome[]> {
+  const admin = await requireErrorQueue(scope);
+  const unique = [...new Set(ids)];
+  const outcomes: FailedMessageOutcome[] = [];
+  for (let i = 0; i < unique.length; i += TAKE_CHUNK) {
+    const chunk = unique.slice(i, i + TAKE_CHUNK);
+    const done = await takeChunk(scope, admin, chunk, move).catch(async (thrown: unknown) => {
+      if (!isSwitchyardError(thrown)) throw thrown;
+      return (await Promise.all(chunk.map((id) => takeChunk(scope, admin, [id], move)))).flat();
+    });
+    outcomes.push(...done);
+  }
+  return outcomes;
+}
+
+async function takeChunk(scope: ErrorQueueScope, admin: QueueAdmin, chunk: readonly string[], move: Move): Promise<FailedMessageOutcome[]> {
+  const destinations = new Map<string, string[]>();
+  try {
+    const taken = new Set(
+      await admin.take(scope.errorQueue, chunk, (message) => {
+        const list = destinations.get(message.id) ?? [];
+        destinations.set(message.id, list);
+        return move.replace(message, list);
+      }),
+    );
+    return chunk.map((id): FailedMessageOutcome => {
+      if (!taken.has(id)) return { id, status: 'not-found' };
+      return move.status === 'retried' ? { id, status: 'retried', queues: destinations.get(id) ?? [] } : { id, status: move.status };
+    });
+  } catch (thrown) {
+    if (chunk.length !== 1 || !isSwitchyardError(thrown)) throw thrown;
+    const id = chunk[0]!;
+    return [failedOutcome(scope, id, destinations.get(id)?.at(-1), thrown)];
+  }
+}
+
+function failedOutcome({ transport, errorQueue }: ErrorQueueScope, id: string, queue: string | undefined, thrown: SwitchyardError): FailedMessageOutcome {
+  if (!isSwitchyardError(thrown, ErrorCodes.QUEUE_NOT_FOUND)) return { id, status: 'failed', queue, error: thrown };
+  const error = new SwitchyardError(
+    ErrorCodes.QUEUE_NOT_FOUND,
+    `Cannot move message ${id} to ${queue ?? '(unknown)'}: that queue does not exist on the ${transport.name} transport. The message stays in ${errorQueue}.`,
+    { fix: 'Start the endpoint that owns that queue (it creates it on start) and retry again, or delete the message.', cause: thrown },
+  );
+  return { id, status: 'failed', queue, error };
+}
+
+/** Back to the queue it failed in, failure headers removed, the manual retry recorded. */
+function retryMove(at: Date): Move {
+  return {
+    status: 'retried',
+    replace(message, queues) {
+      const queue = message.headers[FailureHeaders.FailedQueue];
+      if (queue === undefined || queue.length === 0) {
+        throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Failed message ${message.id} has no ${FailureHeaders.FailedQueue} header, so the queue to return it to is unknown.`, {
+          fix: 'Inspect it with `switchyard errors show`; delete it, or re-send its body to the right endpoint yourself.',
+        });
+      }
+      if (queues.includes(queue)) return []; // a duplicate of a copy already being returned
+      queues.push(queue);
+      return [{ destination: queue, message: { id: message.id, headers: manualRetryHeaders(message.headers, at), body: message.body } }];
+    },
+  };
+}
+
+const deleteMove: Move = { status: 'deleted', replace: () => [] };
+
+function archiveMove(archiveQueue: Address, at: Date): Move {
+  const stamp = at.toISOString();
+  return {
+    status: 'archived',
+    replace(message, queues) {
+      queues.push(archiveQueue);
+      return [{ destination: archiveQueue, message: { ...message, headers: { ...message.headers, [FailureHeaders.ArchivedAt]: stamp } } }];
+    },
+  };
+}
+
 export function failedMessages(transport: Transport, options: FailedMessagesOptions = {}): FailedMessages {
   const errorQueue: Address = checkName('Error queue', options.errorQueue ?? 'error');
   const archiveQueue: Address = checkName('Archive queue', options.archiveQueue ?? `${errorQueue}.archive`);
-  const pageSize = options.pageSize ?? 500;
   const now = options.now ?? (() => new Date());
-
-  const requireErrorQueue = async (): Promise<QueueAdmin> => {
-    const admin = adminOf(transport);
-    if (!(await transport.queueExists(errorQueue))) {
-      const known = await admin.queues();
-      throw new SwitchyardError(ErrorCodes.QUEUE_NOT_FOUND, `The error queue ${errorQueue} does not exist on the ${transport.name} transport (queues there: ${known.join(', ') || 'none'}).`, {
-        fix: 'Check the store you pointed at and the error queue name (--error-queue); an endpoint creates its error queue when it starts.',
-      });
-    }
-    return admin;
+  const scope: ErrorQueueScope = { transport, errorQueue, pageSize: options.pageSize ?? 500 };
+  const matching = async (filter: FailedMessageFilter) => {
+    const ids: string[] = [];
+    for await (const failed of scan(scope, await requireErrorQueue(scope))) if (matchesFilter(failed, filter)) ids.push(failed.id);
+    return ids;
   };
-
-  async function* scan(admin: QueueAdmin): AsyncGenerator<FailedMessage> {
-    for (let offset = 0; ; offset += pageSize) {
-      const page = await admin.peek(errorQueue, { offset, limit: pageSize });
-      for (const message of page) yield describeFailedMessage(message);
-      if (page.length < pageSize) return;
-    }
-  }
-
-  /**
-   * Takes ids a chunk at a time: one QueueAdmin.take per chunk (one transaction, one scan of
-   * the error queue). When a chunk fails because of one message (its failed queue is gone, a
-   * header is missing), nothing of the chunk happened; it is taken again id by id, so only the
-   * ids at fault fail.
-   */
-  const takeInChunks = async (ids: readonly string[], move: Move): Promise<FailedMessageOutcome[]> => {
-    const admin = await requireErrorQueue();
-    const unique = [...new Set(ids)];
-    const outcomes: FailedMessageOutcome[] = [];
-    for (let i = 0; i < unique.length; i += TAKE_CHUNK) {
-      const chunk = unique.slice(i, i + TAKE_CHUNK);
-      const done = await takeChunk(admin, chunk, move).catch(async (thrown: unknown) => {
-        if (!isSwitchyardError(thrown)) throw thrown;
-        return (await Promise.all(chunk.map((id) => takeChunk(admin, [id], move)))).flat();
-      });
-      outcomes.push(...done);
-    }
-    return outcomes;
-  };
-
-  const takeChunk = async (admin: QueueAdmin, chunk: readonly string[], move: Move): Promise<FailedMessageOutcome[]> => {
-    const destinations = new Map<string, string[]>();
-    try {
-      const taken = new Set(
-        await admin.take(errorQueue, chunk, (message) => {
-          const list = destinations.get(message.id) ?? [];
-          destinations.set(message.id, list);
-          return move.replace(message, list);
-        }),
-      );
-      return chunk.map((id): FailedMessageOutcome => {
-        if (!taken.has(id)) return { id, status: 'not-found' };
-        return move.status === 'retried' ? { id, status: 'retried', queues: destinations.get(id) ?? [] } : { id, status: move.status };
-      });
-    } catch (thrown) {
-      if (chunk.length !== 1 || !isSwitchyardError(thrown)) throw thrown;
-      const id = chunk[0]!;
-      return [failedOutcome(id, destinations.get(id)?.at(-1), thrown)];
-    }
-  };
-
-  const failedOutcome = (id: string, queue: string | undefined, thrown: SwitchyardError): FailedMessageOutcome => {
-    if (!isSwitchyardError(thrown, ErrorCodes.QUEUE_NOT_FOUND)) return { id, status: 'failed', queue, error: thrown };
-    const error = new SwitchyardError(
-      ErrorCodes.QUEUE_NOT_FOUND,
-      `Cannot move message ${id} to ${queue ?? '(unknown)'}: that queue does not exist on the ${transport.name} transport. The message stays in ${errorQueue}.`,
-      { fix: 'Start the endpoint that owns that queue (it creates it on start) and retry again, or delete the message.', cause: thrown },
-    );
-    return { id, status: 'failed', queue, error };
-  };
-
-  const retryMove = (): Move => {
-    const at = now();
-    return {
-      status: 'retried',
-      replace(message, queues) {
-        const queue = message.headers[FailureHeaders.FailedQueue];
-        if (queue === undefined || queue.length === 0) {
-          throw new SwitchyardError(ErrorCodes.INVALID_HEADER, `Failed message ${message.id} has no ${FailureHeaders.FailedQueue} header, so the queue to return it to is unknown.`, {
-            fix: 'Inspect it with `switchyard errors show`; delete it, or re-send its body to the right endpoint yourself.',
-          });
-        }
-        if (queues.includes(queue)) return []; // a duplicate of a copy already being returned
-        queues.push(queue);
-        return [{ destination: queue, message: { id: message.id, headers: manualRetryHeaders(message.headers, at), body: message.body } }];
-      },
-    };
-  };
-
-  const deleteMove: Move = { status: 'deleted', replace: () => [] };
-
-  const archiveMove = (): Move => {
-    const at = now().toISOString();
-    return {
-      status: 'archived',
-      replace(message, queues) {
-        queues.push(archiveQueue);
-        return [{ destination: archiveQueue, message: { ...message, headers: { ...message.headers, [FailureHeaders.ArchivedAt]: at } } }];
-      },
-    };
-  };
-
-  const api: FailedMessages = {
+  return {
     errorQueue,
     archiveQueue,
     async list(listOptions = {}) {
       const offset = checkPaging('offset', listOptions.offset ?? 0, Number.MAX_SAFE_INTEGER);
       const limit = checkPaging('limit', listOptions.limit ?? 50, MAX_LIMIT);
-      const admin = await requireErrorQueue();
+      // No endpoint with this error queue has started yet: nothing has failed.
+      if (!(await transport.queueExists(errorQueue))) return { messages: [], total: 0, offset, limit };
       const messages: FailedMessageSummary[] = [];
       let total = 0;
-      for await (const failed of scan(admin)) {
+      for await (const failed of scan(scope, await requireErrorQueue(scope))) {
         if (!matchesFilter(failed, listOptions)) continue;
         if (total >= offset && messages.length < limit) messages.push(summaryOf(failed));
         total += 1;
@@ -229,22 +241,15 @@ export function failedMessages(transport: Transport, options: FailedMessagesOpti
       return { messages, total, offset, limit };
     },
     async show(id) {
-      const admin = await requireErrorQueue();
-      for await (const failed of scan(admin)) if (failed.id === id) return failed;
+      for await (const failed of scan(scope, await requireErrorQueue(scope))) if (failed.id === id) return failed;
       return undefined;
     },
-    retry: (ids) => takeInChunks(ids, retryMove()),
-    async retryAll(filter = {}) {
-      const admin = await requireErrorQueue();
-      const ids: string[] = [];
-      for await (const failed of scan(admin)) if (matchesFilter(failed, filter)) ids.push(failed.id);
-      return takeInChunks(ids, retryMove());
-    },
-    delete: (ids) => takeInChunks(ids, deleteMove),
+    retry: (ids) => takeInChunks(scope, ids, retryMove(now())),
+    retryAll: async (filter = {}) => takeInChunks(scope, await matching(filter), retryMove(now())),
+    delete: (ids) => takeInChunks(scope, ids, deleteMove),
     async archive(ids) {
       await transport.createQueue(archiveQueue);
-      return takeInChunks(ids, archiveMove());
+      return takeInChunks(scope, ids, archiveMove(archiveQueue, now()));
     },
   };
-  return api;
 }

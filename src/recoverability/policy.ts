@@ -1,6 +1,6 @@
 /**
  * Deciding what to do with a failed message is a pure function of the configuration and the
- * failure; the endpoint carries the decision out (src/endpoint/process.ts).
+ * failure; the endpoint carries the decision out (src/recoverability/settle.ts).
  *
  * Defaults follow NServiceBus: 5 immediate retries, then 3 delayed retries at 10 s, 20 s, 30 s,
  * then the error queue. Immediate attempts are the transport's delivery count of this copy (so

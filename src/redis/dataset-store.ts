@@ -12,13 +12,16 @@
  * The generation is written with the counter: Redis restarted empty has none (and head 0), one
  * rolled back to an older RDB file has the old one with a lower head; see DatasetStore.advance.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import type { Redis, RedisOptions } from 'ioredis';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord,
   isDelete, newGeneration,
 } from '../datasets/records.js';
 import type { DatasetStore, LogRecord, ReadResult, Snapshot } from '../datasets/store.js';
+import { loadPeerDependency } from '../core/peer-dependency.js';
+
+const { Redis: RedisClient } = loadPeerDependency<typeof import('ioredis')>('ioredis', 'switchyard/redis');
 
 /** Parses a wake-up payload "<version>@<generation>\n<record>"; undefined when it carries no usable record. */
 function hintOf(dataset: string, payload: string): LogRecord | undefined {
@@ -116,7 +119,7 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
   }
   const prefix = options.prefix ?? 'sy';
   const base: RedisOptions = { maxRetriesPerRequest: 2, lazyConnect: false };
-  const redis = options.client ?? new Redis(options.url ?? '', base);
+  const redis = options.client ?? new RedisClient(options.url ?? '', base);
   const own = !options.client;
   if (own) redis.on('error', () => undefined); // surfaced through failed commands; ioredis reconnects
   const keys = (dataset: string) => {

@@ -58,6 +58,9 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
 
   return {
     name: 'distributor-worker',
+    // A worker's events come through the distributor, forwarded from the logical endpoint's
+    // address: the endpoint subscribes once (a worker with subscriptions()), not every worker.
+    deliversEvents: true,
     async setup(h) {
       if (h.publicAddress !== h.identity.address) {
         throw new SwitchyardError(ErrorCodes.CONFIG, `distributorWorker needs an endpoint that receives only from its instance queue, but ${h.identity.endpoint} receives from ${h.publicAddress}.`, {

@@ -7,20 +7,7 @@ import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
-
-export type Synchronous = 'full' | 'normal';
-
-export interface SqliteOptions {
-  /** Database file; every process of the system opens the same file. */
-  path: string;
-  /**
-   * `full` (default): what is acknowledged survives power loss. `normal`: survives a process
-   * crash, but a power loss may roll back the last commits. Measure before choosing `normal`.
-   */
-  synchronous?: Synchronous;
-  /** How long a writer waits for another process's write lock before failing. */
-  busyTimeoutMs?: number;
-}
+import type { SqliteOptions, Synchronous } from './options.js';
 
 export interface Migration {
   readonly version: number;
@@ -29,6 +16,7 @@ export interface Migration {
   readonly sql: string;
 }
 
+/** @internal (better-sqlite3 types stay out of the published declarations) */
 export function openDatabase(options: SqliteOptions): Database.Database {
   const file = options.path;
   if (typeof file !== 'string' || file.length === 0) {
@@ -56,7 +44,10 @@ export function openDatabase(options: SqliteOptions): Database.Database {
   return db;
 }
 
-/** Applies pending migrations for one schema (`component`), each in its own IMMEDIATE transaction. */
+/**
+ * Applies pending migrations for one schema (`component`), each in its own IMMEDIATE transaction.
+ * @internal (better-sqlite3 types stay out of the published declarations)
+ */
 export function migrate(db: Database.Database, component: string, migrations: readonly Migration[]): void {
   db.exec(`CREATE TABLE IF NOT EXISTS sy_schema (
     component TEXT NOT NULL, version INTEGER NOT NULL, breaking INTEGER NOT NULL, applied_at INTEGER NOT NULL,
@@ -120,6 +111,7 @@ function isBusy(error: unknown): boolean {
  * is tried again on a 1 ms timer: the event loop keeps running, operations queued meanwhile join
  * the waiting group, and a group gives up with the busy error after `busyTimeoutMs`. (Waking
  * waiters at other processes' commits instead was tried: see docs/sqlite.md.)
+ * @internal (better-sqlite3 types stay out of the published declarations)
  */
 export class GroupCommitter {
   private queue: PendingOp[] = [];

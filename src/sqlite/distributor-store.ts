@@ -7,7 +7,8 @@ import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
 import type { DistributorStore } from '../scaleout/distributor-store.js';
-import { GroupCommitter, migrate, openDatabase, type SqliteOptions, type Synchronous } from './database.js';
+import { GroupCommitter, migrate, openDatabase } from './database.js';
+import type { SqliteOptions, Synchronous } from './options.js';
 
 /**
  * The durability a distributor process's own connections (its transport and this store) need:

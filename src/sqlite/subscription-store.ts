@@ -10,7 +10,8 @@
 import type Database from 'better-sqlite3';
 import type { Subscription, SubscriptionStore } from '../pubsub/store.js';
 import { WHOLE_ENDPOINT } from '../pubsub/store.js';
-import { migrate, openDatabase, type SqliteOptions } from './database.js';
+import { migrate, openDatabase } from './database.js';
+import type { SqliteOptions } from './options.js';
 
 export type SqliteSubscriptionStoreOptions = SqliteOptions;
 

@@ -62,9 +62,13 @@ describe('switchyard errors (CLI process)', () => {
     const list = await runCli(['errors', 'list', ...flags()]);
     expect(list.code, list.stderr).toBe(0);
     expect(list.stderr).toContain(`using sqlite ${path.resolve(db.file)} (from --sqlite)`);
-    expect(list.stdout).toMatch(/2 failed message\(s\) in error/);
+    expect(list.stdout).toMatch(/^2 failed messages in error \(sqlite /);
     expect(list.stdout).toContain(first);
-    expect(list.stdout).toMatch(/Sales\.PlaceOrder\s+2\/1\s+RangeError: order \d: price out of range/);
+    expect(list.stdout).toMatch(/TRIED/);
+    expect(list.stdout).toMatch(/Sales\.PlaceOrder\s+2 times after 1 delayed retry\s+RangeError: order \d: price out of range/);
+
+    const one = await runCli(['errors', 'list', '--type', 'Sales.*', '--exception', 'order 2', ...flags()]);
+    expect(one.stdout).toMatch(/^1 failed message in error matching --type "Sales\.\*" --exception "order 2" \(sqlite /);
 
     const json = await runCli(['errors', 'list', '--json', '--exception', 'order 2'], { SWITCHYARD_SQLITE_PATH: db.file });
     expect(json.stderr).toContain('(from SWITCHYARD_SQLITE_PATH)');

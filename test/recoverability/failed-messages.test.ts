@@ -140,9 +140,11 @@ describe('failed messages API', () => {
     expect(await archive.retry(['m2'])).toEqual([{ id: 'm2', status: 'retried', queues: ['Sales'] }]);
   });
 
-  it('says which queues exist when the error queue does not', async () => {
+  it('lists nothing when the error queue does not exist yet, and says which queues exist when asked for one message', async () => {
     const transport = memoryTransport();
     await transport.createQueue('Sales');
-    await expect(failedMessages(transport, { errorQueue: 'errors' }).list()).rejects.toThrow(/error queue errors does not exist.*Sales/);
+    expect(await failedMessages(transport, { errorQueue: 'errors' }).list()).toEqual({ messages: [], total: 0, offset: 0, limit: 50 });
+    await expect(failedMessages(transport, { errorQueue: 'errors' }).show('m1')).rejects.toThrow(/error queue errors does not exist.*Sales/);
+    expect(await transport.queueExists('errors')).toBe(false);
   });
 });
