@@ -126,6 +126,20 @@ describe('tracing through a distributor (SQLite)', () => {
 });
 
 describe('tracing through a distributor that receives and completes (memory: no Transport.forward)', () => {
+  it('passes every member of the transport through (a member it dropped would silently go missing)', () => {
+    const db = tempDb();
+    cleanups.push(() => db.cleanup());
+    const telemetry = openTelemetry({ tracerProvider: inMemoryTelemetry().tracerProvider, metrics: false });
+    const members = (o: object) => {
+      const names = new Set<string>();
+      for (let p: object | null = o; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) for (const n of Object.getOwnPropertyNames(p)) if (n !== 'constructor') names.add(n);
+      return [...names].sort();
+    };
+    for (const inner of [sqliteTransport({ path: db.file }), memoryTransport({ broker: new MemoryBroker() })]) {
+      expect(members(telemetry.traceForwards(inner)), inner.name).toEqual(members(inner));
+    }
+  });
+
   it('makes the forward span from the completion that carries the stamped copy', async () => {
     const otel = inMemoryTelemetry();
     cleanups.push(() => otel.shutdown());
