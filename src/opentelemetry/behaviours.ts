@@ -10,7 +10,8 @@
  * through the active context, so the chain holds without a context manager; the active context
  * is still set for the user's own instrumentation.
  */
-import { context as otelContext, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import type { Attributes, Context, Span, Tracer } from '@opentelemetry/api';
+import { api } from './api.js';
 import type { ErrorCode } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
 import type { Behaviour, HandlerInvocation, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
@@ -58,12 +59,12 @@ export function telemetryBehaviours({ tracer, metrics, system }: Instrumentation
 
 async function invokeHandler(invocation: HandlerInvocation, next: () => Promise<void>, tracer: Tracer, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
   const state = handling.get(invocation.incoming.message);
-  const parent = state?.current ?? otelContext.active();
-  const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
-  const current = trace.setSpan(parent, span);
+  const parent = state?.current ?? api.context.active();
+  const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: api.SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
+  const current = api.trace.setSpan(parent, span);
   if (state) state.current = current;
   try {
-    await otelContext.with(current, next);
+    await api.context.with(current, next);
   } catch (error) {
     recordFailure(span, error as Error);
     throw error;
@@ -93,7 +94,7 @@ function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent:
   return tracer.startSpan(
     `process ${ctx.queue}`,
     {
-      kind: SpanKind.CONSUMER,
+      kind: api.SpanKind.CONSUMER,
       attributes: {
         [Attr.System]: scope.system,
         [Attr.DestinationName]: ctx.queue,
@@ -116,13 +117,13 @@ async function processMessage(ctx: IncomingContext, next: () => Promise<void>, s
   const started = metrics ? performance.now() : 0;
   const { message } = ctx;
   if (metrics) metrics.consumed.add(1, consumerAttributes(scope, ctx));
-  const parent = tracer ? contextFromHeaders(message.headers) : ROOT_CONTEXT;
+  const parent = tracer ? contextFromHeaders(message.headers) : api.ROOT_CONTEXT;
   const span = tracer && processSpan(tracer, ctx, scope, parent);
-  const current = span ? trace.setSpan(parent, span) : parent;
+  const current = span ? api.trace.setSpan(parent, span) : parent;
   const state: HandledMessage = { current, sent: [] };
   handling.set(message, state);
   try {
-    await (span ? otelContext.with(current, next) : next());
+    await (span ? api.context.with(current, next) : next());
   } finally {
     handling.delete(message);
     const settlement = ctx.settlement ?? UNSETTLED;
@@ -193,7 +194,7 @@ function producerSpan(tracer: Tracer, ctx: OutgoingContext, attributes: Attribut
   return tracer.startSpan(
     `${ctx.intent} ${String(attributes[Attr.DestinationName])}`,
     {
-      kind: SpanKind.PRODUCER,
+      kind: api.SpanKind.PRODUCER,
       // Written out, not spread from `attributes`: this runs for every message sent.
       attributes: {
         [Attr.System]: attributes[Attr.System],
@@ -216,12 +217,12 @@ async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scop
   const attributes = producerAttributes(scope, ctx);
   let span: Span | undefined;
   if (tracer) {
-    const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : otelContext.active());
+    const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : api.context.active());
     span = producerSpan(tracer, ctx, attributes, parent);
     // A no-op tracer (no provider registered) hands back the parent's context: then the header
     // Switchyard stamped, with its own new span id for this hop, stays.
     const made = span.spanContext();
-    if (made.spanId !== trace.getSpanContext(parent)?.spanId) writeTraceHeaders(ctx.headers, made);
+    if (made.spanId !== api.trace.getSpanContext(parent)?.spanId) writeTraceHeaders(ctx.headers, made);
   }
   try {
     await next();
@@ -248,6 +249,6 @@ function errorType(error: Error): string {
 
 function recordFailure(span: Span, error: Error): void {
   span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message });
   span.setAttribute(Attr.ErrorType, errorType(error));
 }
