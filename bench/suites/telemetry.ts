@@ -18,7 +18,7 @@ import { median } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
 const MESSAGES = 20_000;
-const ROUNDS = 3;
+const ROUNDS = 5;
 const Ping = defineCommand<PingBody>('Bench.Ping');
 
 async function run(messages: number, telemetry: SwitchyardTelemetry | undefined): Promise<number> {

@@ -57,21 +57,23 @@ export function telemetryBehaviours({ tracer, metrics, system }: Instrumentation
   return behaviours;
 }
 
-async function invokeHandler(invocation: HandlerInvocation, next: () => Promise<void>, tracer: Tracer, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
+// The behaviours chain on next() with then() rather than being async functions: they run for
+// every message, and an async function costs a promise and a turn more (see incoming.ts).
+function invokeHandler(invocation: HandlerInvocation, next: () => Promise<void>, tracer: Tracer, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
   const state = handling.get(invocation.incoming.message);
   const parent = state?.current ?? api.context.active();
   const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: api.SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
   const current = api.trace.setSpan(parent, span);
   if (state) state.current = current;
-  try {
-    await api.context.with(current, next);
-  } catch (error) {
-    recordFailure(span, error as Error);
-    throw error;
-  } finally {
+  const done = () => {
     span.end();
     if (state) state.current = parent;
-  }
+  };
+  return api.context.with(current, next).then(done, (error: unknown) => {
+    recordFailure(span, error as Error);
+    done();
+    throw error;
+  });
 }
 
 /** Reply addresses come from the wire: the cache is bounded, so many distinct ones cannot grow it without end. */
@@ -112,7 +114,7 @@ function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent:
   );
 }
 
-async function processMessage(ctx: IncomingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+function processMessage(ctx: IncomingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
   const { tracer, metrics, handling } = scope;
   const started = metrics ? performance.now() : 0;
   const { message } = ctx;
@@ -122,14 +124,16 @@ async function processMessage(ctx: IncomingContext, next: () => Promise<void>, s
   const current = span ? api.trace.setSpan(parent, span) : parent;
   const state: HandledMessage = { current, sent: [] };
   handling.set(message, state);
-  try {
-    await (span ? api.context.with(current, next) : next());
-  } finally {
+  const done = () => {
     handling.delete(message);
     const settlement = ctx.settlement ?? UNSETTLED;
     if (span) endProcessSpan(span, ctx, settlement);
     if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, consumerAttributes(scope, ctx), performance.now() - started);
-  }
+  };
+  return (span ? api.context.with(current, next) : next()).then(done, (error: unknown) => {
+    done();
+    throw error;
+  });
 }
 
 const UNSETTLED: Settlement = { outcome: 'unsettled' };
@@ -211,7 +215,7 @@ function producerSpan(tracer: Tracer, ctx: OutgoingContext, attributes: Attribut
   );
 }
 
-async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
   const { tracer, metrics } = scope;
   const state = ctx.incoming && scope.handling.get(ctx.incoming);
   const attributes = producerAttributes(scope, ctx);
@@ -224,16 +228,20 @@ async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scop
     const made = span.spanContext();
     if (made.spanId !== api.trace.getSpanContext(parent)?.spanId) writeTraceHeaders(ctx.headers, made);
   }
-  try {
-    await next();
-  } catch (error) {
-    if (span) recordFailure(span, error as Error);
-    throw error;
-  } finally {
-    span?.end();
-  }
-  // Inside a handler the message leaves with the commit: it counts once the handler's message is handled.
-  if (metrics) for (let i = 0; i < ctx.destinations.length; i++) state ? state.sent.push(attributes) : metrics.sent.add(1, attributes);
+  return next().then(
+    () => {
+      span?.end();
+      // Inside a handler the message leaves with the commit: it counts once the handler's message is handled.
+      if (metrics) for (let i = 0; i < ctx.destinations.length; i++) state ? state.sent.push(attributes) : metrics.sent.add(1, attributes);
+    },
+    (error: unknown) => {
+      if (span) {
+        recordFailure(span, error as Error);
+        span.end();
+      }
+      throw error;
+    },
+  );
 }
 
 function destinationOf(ctx: OutgoingContext): string {
