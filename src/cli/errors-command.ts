@@ -123,7 +123,7 @@ export function triedText(m: Pick<FailedMessageSummary, 'immediateAttempts' | 'd
   return `${tried}${before.length ? ` after ${before.join(' and ')}` : ''}`;
 }
 
-/** `--type 'Sales.*' --since 2h`: the filters a list was given, for its heading. */
+/** ` matching --type "Sales.*" --since "2h"`: the filters a list was given, for its heading. */
 function filterText(flags: FilterFlags): string {
   const given = (['endpoint', 'type', 'exception', 'since', 'until'] as const).flatMap((name) => (flags[name] === undefined ? [] : [`--${name} ${JSON.stringify(flags[name])}`]));
   return given.length ? ` matching ${given.join(' ')}` : '';
