@@ -66,12 +66,11 @@ const sqliteConnector: StoreConnector = {
 /** The absolute path; refuses a missing file unless the command may create the database. */
 function existingSqliteFile(value: string, { create }: OpenOptions): string {
   const file = path.resolve(value);
-  if (create ? existsSync(file) && !statSync(file).isFile() : !existsSync(file) || !statSync(file).isFile()) {
-    throw new SwitchyardError(ErrorCodes.CONFIG, `There is no SQLite database at ${file}.`, {
-      fix: 'Pass the file your endpoints use with --sqlite <path> or SWITCHYARD_SQLITE_PATH.',
-    });
-  }
-  return file;
+  const exists = existsSync(file);
+  if (exists ? statSync(file).isFile() : create) return file;
+  throw new SwitchyardError(ErrorCodes.CONFIG, exists ? `${file} is not a file, so not a SQLite database.` : `There is no SQLite database at ${file}.`, {
+    fix: 'Pass the file your endpoints use with --sqlite <path> or SWITCHYARD_SQLITE_PATH.',
+  });
 }
 
 const rabbitmqConnector: StoreConnector = {

@@ -118,10 +118,12 @@ export function triedText(m: Pick<FailedMessageSummary, 'immediateAttempts' | 'd
     ...(m.delayedRetries > 0 ? [plural(m.delayedRetries, 'delayed retry', 'delayed retries')] : []),
     ...(m.manualRetries > 0 ? [plural(m.manualRetries, 'manual retry', 'manual retries')] : []),
   ];
-  return `${plural(m.immediateAttempts, 'time')}${before.length ? ` after ${before.join(' and ')}` : ''}`;
+  // No attempt count in the headers (a row written by something else): unknown, not "0 times".
+  const tried = m.immediateAttempts > 0 ? plural(m.immediateAttempts, 'time') : '?';
+  return `${tried}${before.length ? ` after ${before.join(' and ')}` : ''}`;
 }
 
-/** `--type 'Sales.*' --since 2h`: the filters a list was given, for its heading. */
+/** ` matching --type "Sales.*" --since "2h"`: the filters a list was given, for its heading. */
 function filterText(flags: FilterFlags): string {
   const given = (['endpoint', 'type', 'exception', 'since', 'until'] as const).flatMap((name) => (flags[name] === undefined ? [] : [`--${name} ${JSON.stringify(flags[name])}`]));
   return given.length ? ` matching ${given.join(' ')}` : '';

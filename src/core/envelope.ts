@@ -132,23 +132,24 @@ export interface BuildOptions {
  * a conversation uses its own id (unique already, and one id fewer to make per send).
  */
 export function buildHeaders(types: readonly string[], options: BuildOptions): HeaderMap {
+  return stampHeaders({ ...options.headers }, types, options);
+}
+
+/** buildHeaders into `headers` (the caller's own map, user headers already in it): no copy per send. */
+export function stampHeaders(headers: HeaderMap, types: readonly string[], options: Omit<BuildOptions, 'headers'>): HeaderMap {
   const id = options.messageId ?? uuidv7();
   const incoming = options.causedBy?.headers;
-  const headers: HeaderMap = {
-    ...options.headers,
-    [Headers.MessageId]: id,
-    [Headers.Intent]: options.intent,
-    [Headers.EnclosedTypes]: types.join(','),
-    [Headers.CorrelationId]:
-      options.correlationId ?? incoming?.[Headers.CorrelationId] ?? options.causedBy?.messageId ?? id,
-    [Headers.ConversationId]: incoming?.[Headers.ConversationId] ?? id,
-    [Headers.OriginatingEndpoint]: options.identity.endpoint,
-    [Headers.OriginatingInstance]: options.identity.id,
-    [Headers.OriginatingHost]: options.identity.host,
-    [Headers.TimeSent]: new Date().toISOString(),
-    [Headers.ContentType]: JSON_CONTENT_TYPE,
-    [Headers.TraceParent]: traceParent(incoming?.[Headers.TraceParent]),
-  };
+  headers[Headers.MessageId] = id;
+  headers[Headers.Intent] = options.intent;
+  headers[Headers.EnclosedTypes] = types.length === 1 ? types[0]! : types.join(',');
+  headers[Headers.CorrelationId] = options.correlationId ?? incoming?.[Headers.CorrelationId] ?? options.causedBy?.messageId ?? id;
+  headers[Headers.ConversationId] = incoming?.[Headers.ConversationId] ?? id;
+  headers[Headers.OriginatingEndpoint] = options.identity.endpoint;
+  headers[Headers.OriginatingInstance] = options.identity.id;
+  headers[Headers.OriginatingHost] = options.identity.host;
+  headers[Headers.TimeSent] = new Date().toISOString();
+  headers[Headers.ContentType] = JSON_CONTENT_TYPE;
+  headers[Headers.TraceParent] = traceParent(incoming?.[Headers.TraceParent]);
   const traceState = incoming?.[Headers.TraceState];
   if (traceState !== undefined) headers[Headers.TraceState] = traceState;
   if (options.causedBy) headers[Headers.RelatedTo] = options.causedBy.messageId;

@@ -9,7 +9,7 @@
  * with the endpoint's outgoing behaviours placed among them (src/core/pipeline.ts).
  */
 import type { PublishOptions, SendOptions } from '../core/context.js';
-import { buildHeaders, checkBodySize, type MessageLimits } from '../core/envelope.js';
+import { checkBodySize, stampHeaders, type MessageLimits } from '../core/envelope.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature } from '../core/feature.js';
 import { Headers, type HeaderMap, type MessageIntent } from '../core/headers.js';
@@ -168,16 +168,14 @@ const headers: PipelineStep<OutgoingMessage> = {
       }
     }
     const { deps, options } = ctx;
-    const stamped = buildHeaders(enclosedTypes(ctx.definition), {
+    stampHeaders(ctx.headers, enclosedTypes(ctx.definition), {
       intent: ctx.intent,
       identity: deps.identity,
       replyTo: deps.publicAddress(),
       causedBy: ctx.incoming && { messageId: ctx.incoming.id, headers: ctx.incoming.headers },
       messageId: options?.messageId,
       correlationId: options?.correlationId,
-      headers: ctx.headers,
     });
-    Object.assign(ctx.headers, stamped);
     return next();
   },
 };

@@ -52,6 +52,8 @@ export interface DistributorStatus {
   readonly freeSlots: number;
   /** Messages forwarded since this distributor started. */
   readonly forwarded: number;
+  /** Since this distributor started, per worker address: messages forwarded to it, and `ready` messages (one per message it finished) taken from it. */
+  readonly perWorker: Readonly<Record<Address, { readonly forwarded: number; readonly readies: number }>>;
 }
 
 export interface DistributorHandle {
@@ -103,6 +105,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   const forwards = new Set<Promise<void>>();
   const completing = new Set<Promise<void>>();
   let forwarded = 0;
+  const perWorker: Record<Address, { forwarded: number; readies: number }> = {};
+  const countFor = (worker: Address) => (perWorker[worker] ??= { forwarded: 0, readies: 0 });
   let slotsChanged: (() => void) | undefined;
   const wakeDispatch = () => {
     const wake = slotsChanged;
@@ -145,7 +149,9 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     for (const receipt of receipts) {
       let outcome: ReadyOutcome;
       try {
-        outcome = state.apply(parseReady(receipt.message, endpoint), now);
+        const ready = parseReady(receipt.message, endpoint);
+        outcome = state.apply(ready, now);
+        if (ready.kind === 'ready' && !outcome.ignored) countFor(ready.worker).readies += 1;
       } catch (error) {
         invalid.set(receipt, asError(error));
         continue;
@@ -193,6 +199,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     try {
       await receipt.complete([copyFor(receipt.message, slot)]);
       forwarded += 1;
+      countFor(slot.worker).forwarded += 1;
       pending.push(...changes);
     } catch (error) {
       // Not forwarded (fenced), or unknown: the slot is free again; if the forward did commit
@@ -249,7 +256,10 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
         taken.push(take);
         return copyFor(message, take.slot);
       });
-      for (const take of taken) pending.push(...take.changes);
+      for (const take of taken) {
+        pending.push(...take.changes);
+        countFor(take.slot.worker).forwarded += 1;
+      }
     } catch (error) {
       // Nothing moved: the slots are free again, the messages still in the data queue.
       for (const take of taken) pending.push(...state.release(take.slot));
@@ -309,7 +319,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   return {
     dataAddress: data,
     controlAddress: control,
-    status: () => ({ endpoint, dataAddress: data, controlAddress: control, workers: state.view(), freeSlots: state.freeCount(), forwarded }),
+    status: () => ({ endpoint, dataAddress: data, controlAddress: control, workers: state.view(), freeSlots: state.freeCount(), forwarded, perWorker: structuredClone(perWorker) }),
     stop() {
       stopped ??= (async () => {
         clearInterval(timer);

@@ -115,7 +115,10 @@ function prepare(d: Database.Database) {
   };
 }
 
-/** The queue tables of one connection. Methods marked "in a transaction" must run inside GroupCommitter.run. */
+/**
+ * The queue tables of one connection. Methods marked "in a transaction" must run inside GroupCommitter.run.
+ * @internal (better-sqlite3 types stay out of the published declarations)
+ */
 export class QueueTable {
   readonly #s: ReturnType<typeof prepare>;
   readonly #known = new Set<string>();

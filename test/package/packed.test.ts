@@ -124,6 +124,10 @@ describe('the packed package', () => {
 
   it('compiles an app against it with skipLibCheck: false and no @types/better-sqlite3, and runs it', () => {
     expect(existsSync(path.join(app, 'node_modules/@types/better-sqlite3'))).toBe(false);
+    const needBetterSqliteTypes = filesUnder(path.join(installed, 'dist'))
+      .filter((f) => f.endsWith('.d.ts') && /from 'better-sqlite3'/.test(readFileSync(f, 'utf8')))
+      .map((f) => path.relative(installed, f));
+    expect(needBetterSqliteTypes).toEqual([]);
     const tsc = path.join(modules, 'typescript/bin/tsc');
     run(process.execPath, [tsc, '-p', 'tsconfig.json'], app);
     const result = JSON.parse(run(process.execPath, ['out/app.js'], app).trim()) as { handled: number; testBus: string; missing: string; missingOtel: string };

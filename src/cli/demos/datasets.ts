@@ -5,14 +5,13 @@
  * one version, and a staged typo is rejected by the servers so nobody switches.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { wallNow } from '../../core/clock.js';
 import { openDataset } from '../../datasets/index.js';
 import { sqliteDatasetStore } from '../../sqlite/dataset-store.js';
 import { nodeScript } from '../../testing/node-script.js';
 import type { WebServerMessage } from './datasets-webserver.js';
+import { inDemoFolder, type DemoFolder } from './processes.js';
 
 interface WebServer {
   name: string;
@@ -24,12 +23,13 @@ interface WebServer {
 // Compiled: datasets-webserver.js next to this file. From source (tests): the .ts file through tsx.
 const server = nodeScript('./datasets-webserver.ts', import.meta.url);
 
-function startServer(dbPath: string, name: string): Promise<WebServer> {
+function startServer(dbPath: string, name: string, folder: DemoFolder): Promise<WebServer> {
   const child = fork(server.script, [dbPath, name], {
     execPath: process.execPath,
     execArgv: [...server.execArgv],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  folder.track(child);
   const applied: WebServer['applied'] = [];
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${name} exited with code ${code} before it was ready`)));
@@ -66,8 +66,11 @@ async function askPrices(servers: WebServer[], sku: string): Promise<string> {
 
 export async function runDatasetsDemo(argv: string[]): Promise<void> {
   void argv;
-  const dir = mkdtempSync(path.join(tmpdir(), 'switchyard-demo-datasets-'));
-  const dbPath = path.join(dir, 'shop.db');
+  await inDemoFolder(runIn, 'switchyard-demo-datasets-');
+}
+
+async function runIn(folder: DemoFolder): Promise<void> {
+  const dbPath = path.join(folder.path, 'shop.db');
   console.log(`Datasets demo: three web servers cache prices from one dataset (SQLite at ${dbPath}).`);
   const store = sqliteDatasetStore({ path: dbPath });
   const prices = await openDataset<number>('prices', { store, leaseMs: 3000 });
@@ -75,7 +78,7 @@ export async function runDatasetsDemo(argv: string[]): Promise<void> {
   try {
     await prices.batch([{ key: 'sku-1', value: 10 }, { key: 'sku-2', value: 25 }, { key: 'sku-3', value: 7 }]);
     console.log('\n1. Start three web servers (separate processes):');
-    servers.push(...(await Promise.all(['web-1', 'web-2', 'web-3'].map((n) => startServer(dbPath, n)))));
+    servers.push(...(await Promise.all(['web-1', 'web-2', 'web-3'].map((n) => startServer(dbPath, n, folder)))));
     console.log(`   GET /price/sku-1 -> ${await askPrices(servers, 'sku-1')}`);
 
     console.log('\n2. Change one price; every server applies it (no queue, no cache-busting message):');
@@ -113,6 +116,5 @@ export async function runDatasetsDemo(argv: string[]): Promise<void> {
     await Promise.all(servers.map((s) => (s.child.exitCode === null ? new Promise((r) => s.child.once('exit', r)) : undefined)));
     await prices.close();
     await store.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }

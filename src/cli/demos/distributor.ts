@@ -15,7 +15,7 @@ import { sqliteDistributorStore } from '../../sqlite/distributor-store.js';
 import { sqliteTransport } from '../../sqlite/index.js';
 import { waitFor } from '../../testing/wait.js';
 import { onShutdown } from '../signals.js';
-import { demoFolder, report, spawnRole, type RoleProcess } from './processes.js';
+import { inDemoFolder, report, type DemoFolder, type Report, type RoleProcess } from './processes.js';
 import { OrderPlaced, PUBLISHER, pubsubRoles, type PublisherConfig, type SubscriberConfig } from './pubsub-roles.js';
 import type { PubSubSummary } from './pubsub-scenario.js';
 import type { DemoOptions } from './scenario.js';
@@ -24,6 +24,23 @@ const SCALED = 'Shipping';
 const SINGLE = 'Billing';
 const WORKERS = ['w1', 'w2', 'w3'];
 const EVENTS = 45;
+/** How often the distributor process reports what it did (when it changed). */
+const LIVE_STATUS_MS = 100;
+
+interface LiveStatus {
+  forwarded: number;
+  freeSlots: number;
+  live: number;
+  perWorker: Record<string, { forwarded: number; readies: number }>;
+}
+
+/** `distributor: forwarded 12, 1 free slot | Shipping@w1 got 6, ready 5 | ...`, workers in order. */
+export function liveStatusLine(status: LiveStatus): string {
+  const workers = Object.entries(status.perWorker)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([worker, n]) => `${worker} got ${n.forwarded}, ready ${n.readies}`);
+  return [`distributor: forwarded ${status.forwarded}, ${status.freeSlots} free slot${status.freeSlots === 1 ? '' : 's'}`, ...workers].join(' | ');
+}
 
 interface WorkerConfig {
   db: string;
@@ -39,7 +56,16 @@ export const roles = {
     const transport = sqliteTransport({ path: db! });
     const store = sqliteDistributorStore({ path: db! });
     const handle = await startDistributor({ endpoint: SCALED, transport, store, workerTimeoutMs: 5000, logger: roleLogger(`${SCALED} distributor`) });
+    // What the distributor is doing, for the demo to show while it runs: a report when it changed.
+    let last = '';
+    const live = setInterval(() => {
+      const { forwarded, perWorker, freeSlots, workers } = handle.status();
+      const line = JSON.stringify({ forwarded, perWorker, freeSlots, live: workers.filter((w) => w.status === 'live').length });
+      if (line !== last) report({ distributorStatus: JSON.parse(line) as unknown });
+      last = line;
+    }, LIVE_STATUS_MS);
     onShutdown(async () => {
+      clearInterval(live);
       await handle.stop();
       await store.close();
       await transport.close();
@@ -71,12 +97,17 @@ export const roles = {
   },
 };
 
-export async function run({ json }: DemoOptions): Promise<void> {
-  const folder = demoFolder();
+export async function run(options: DemoOptions): Promise<void> {
+  await inDemoFolder((folder) => runIn(folder, options));
+}
+
+async function runIn(demo: DemoFolder, { json }: DemoOptions): Promise<void> {
+  const folder = demo.path;
   const db = path.join(folder, 'switchyard.db');
   const say = (line: string) => (json ? undefined : console.log(line));
   say(`Switchyard demo: Sales publishes ${EVENTS} OrderPlaced events to ${SINGLE} (1 instance) and ${SCALED} (a distributor + ${WORKERS.length} worker processes).`);
   say(`The ${SCALED} workers subscribe with the distributor's address; it forwards each event to the next ready worker.`);
+  say(`"got" counts the events the distributor forwarded to a worker, "ready" the ready messages it sent back (one per event it finished).`);
   say(`Embedded SQLite transport, subscription store and distributor state at ${db}\n`);
 
   const summary: PubSubSummary = { published: 0, subscribers: {} };
@@ -103,14 +134,17 @@ export async function run({ json }: DemoOptions): Promise<void> {
   const started = Date.now();
   const goFile = path.join(folder, 'publish.go');
   try {
-    const distributor = spawnRole('distributor', 'distributor', [db], `${SCALED} distributor`);
+    const distributor = demo.spawn('distributor', 'distributor', [db], `${SCALED} distributor`);
     processes.push(distributor);
+    distributor.onReport((r: Report) => {
+      if (r.distributorStatus) say(`  ${liveStatusLine(r.distributorStatus as LiveStatus)}`);
+    });
     await distributor.waitFor((r) => r.ready !== undefined);
-    const workers = WORKERS.map((d, i) => spawnRole('distributor', 'worker', [JSON.stringify({ db, discriminator: d, workMs: [5, 30, 60][i] ?? 5 } satisfies WorkerConfig)], `${SCALED}@${d}`));
+    const workers = WORKERS.map((d, i) => demo.spawn('distributor', 'worker', [JSON.stringify({ db, discriminator: d, workMs: [5, 30, 60][i] ?? 5 } satisfies WorkerConfig)], `${SCALED}@${d}`));
     const billing: SubscriberConfig = { db, mode: 'shared', endpoint: SINGLE, discriminator: 'b1', workMs: 5 };
-    const single = spawnRole('distributor', 'subscriber', [JSON.stringify(billing)], `${SINGLE}@b1`);
+    const single = demo.spawn('distributor', 'subscriber', [JSON.stringify(billing)], `${SINGLE}@b1`);
     const publisherConfig: PublisherConfig = { db, mode: 'shared', discriminator: 'p1', first: 1, count: EVENTS, expectSubscriptions: 2, goFile };
-    const publisher = spawnRole('distributor', 'publisher', [JSON.stringify(publisherConfig)], `${PUBLISHER}@p1`);
+    const publisher = demo.spawn('distributor', 'publisher', [JSON.stringify(publisherConfig)], `${PUBLISHER}@p1`);
     for (const role of [...workers, single]) role.onReport(count);
     processes.push(...workers, single, publisher);
     await Promise.all([...workers, single, publisher].map((p) => p.waitFor((r) => r.ready !== undefined)));

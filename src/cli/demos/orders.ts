@@ -7,7 +7,7 @@ import { createEndpoint, defineCommand, defineMessage, handle, silentLogger } fr
 import { sqliteTransport } from '../../sqlite/index.js';
 import type { DemoOptions } from './scenario.js';
 import { onShutdown } from '../signals.js';
-import { demoFolder, report, spawnRole } from './processes.js';
+import { inDemoFolder, report, type DemoFolder } from './processes.js';
 
 const PlaceOrder = defineCommand<{ orderId: number }>('Sales.PlaceOrder');
 const OrderAccepted = defineMessage<{ orderId: number; by: string }>('Sales.OrderAccepted');
@@ -55,17 +55,21 @@ export const roles = {
   },
 };
 
-export async function run({ json }: DemoOptions): Promise<void> {
-  const db = path.join(demoFolder(), 'switchyard.db');
+export async function run(options: DemoOptions): Promise<void> {
+  await inDemoFolder((folder) => runIn(folder, options));
+}
+
+async function runIn(folder: DemoFolder, { json }: DemoOptions): Promise<void> {
+  const db = path.join(folder.path, 'switchyard.db');
   const total = 20;
   const say = (line: string) => (json ? undefined : console.log(line));
   say(`Switchyard demo: a Client sends ${total} PlaceOrder commands to Sales (2 instances), which replies.`);
   say(`Embedded SQLite transport at ${db}\n`);
-  const sales = ['a', 'b'].map((d) => spawnRole('orders', 'sales', [db, d], `Sales@${d}`));
+  const sales = ['a', 'b'].map((d) => folder.spawn('orders', 'sales', [db, d], `Sales@${d}`));
   await Promise.all(sales.map((s) => s.waitFor((r) => r.ready !== undefined)));
   const perInstance: Record<string, number> = {};
   const started = Date.now();
-  const client = spawnRole('orders', 'client', [db, String(total)], 'Client');
+  const client = folder.spawn('orders', 'client', [db, String(total)], 'Client');
   client.onReport((r) => {
     if (r.accepted === undefined) return;
     const by = `Sales@${String(r.by)}`;

@@ -3,7 +3,7 @@
  * the parent with one JSON object per stdout line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -26,8 +26,56 @@ export interface RoleProcess {
 const main = nodeScript('../main.ts', import.meta.url);
 const nodeArgs = [...main.execArgv, main.script];
 
-export function demoFolder(): string {
-  return mkdtempSync(path.join(tmpdir(), 'switchyard-demo-'));
+export interface DemoFolder {
+  /** The temporary folder (the demo's SQLite files live here). */
+  readonly path: string;
+  /** Starts a role process that is stopped when the demo ends, however it ends. */
+  spawn(scenario: string, role: string, args: string[], name?: string): RoleProcess;
+  /** Another child process of the demo, stopped the same way. */
+  track(child: ChildProcess): void;
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  return exited;
+}
+
+/**
+ * Runs a demo in a temporary folder and leaves nothing behind: on success, on failure and on
+ * Ctrl-C or SIGTERM its processes are stopped and the folder is removed (after a signal the demo
+ * then exits with 130 or 143; a second Ctrl-C exits at once).
+ */
+export async function inDemoFolder<T>(run: (folder: DemoFolder) => Promise<T>, prefix = 'switchyard-demo-'): Promise<T> {
+  const folder = mkdtempSync(path.join(tmpdir(), prefix));
+  const children = new Set<ChildProcess>();
+  const cleanUp = async () => {
+    await Promise.all([...children].map(stopChild));
+    rmSync(folder, { recursive: true, force: true });
+  };
+  const interrupted = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\nswitchyard demo: ${signal}: stopping the demo's processes and removing ${folder}\n`);
+    void cleanUp().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  const track = (child: ChildProcess) => void children.add(child);
+  try {
+    return await run({
+      path: folder,
+      track,
+      spawn: (scenario, role, args, name) => {
+        const started = spawnRole(scenario, role, args, name);
+        track(started.child);
+        return started;
+      },
+    });
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+    await cleanUp();
+  }
 }
 
 export function spawnRole(scenario: string, role: string, args: string[], name = role): RoleProcess {

@@ -7,15 +7,19 @@
  */
 import path from 'node:path';
 import type { DemoOptions } from './scenario.js';
-import { demoFolder, spawnRole } from './processes.js';
+import { inDemoFolder, type DemoFolder } from './processes.js';
 import { pubsubRoles } from './pubsub-roles.js';
 import { runPubSubScenario } from './pubsub-scenario.js';
 
 export const roles = pubsubRoles;
 
-export async function run({ json, args }: DemoOptions): Promise<void> {
+export async function run(options: DemoOptions): Promise<void> {
+  await inDemoFolder((folder) => runIn(folder, options));
+}
+
+async function runIn(demo: DemoFolder, { json, args }: DemoOptions): Promise<void> {
   const mode = args[0] === 'mapped' ? 'mapped' : 'shared';
-  const folder = demoFolder();
+  const folder = demo.path;
   const db = path.join(folder, 'switchyard.db');
   const events = 30;
   const say = (line: string) => (json ? undefined : console.log(line));
@@ -34,7 +38,7 @@ export async function run({ json, args }: DemoOptions): Promise<void> {
     subscribers: { Billing: ['b1'], Shipping: ['s1', 's2', 's3'] },
     events,
     workMs: 10,
-    spawn: (role, config, name) => spawnRole('pubsub', role, [JSON.stringify(config)], name),
+    spawn: (role, config, name) => demo.spawn('pubsub', role, [JSON.stringify(config)], name),
     onHandled: (endpoint, instance, id) => say(`  event ${String(id).padStart(2)} handled by ${endpoint.padEnd(8)} (${instance})`),
   });
   const { summary } = outcome;
