@@ -44,6 +44,12 @@ interface Open extends OpenQueues {
   readonly handlerStatements: StatementCache;
 }
 
+function notOpen(): SwitchyardError {
+  return new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The SQLite transport is not open.', {
+    fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
+  });
+}
+
 function checkTimings(leaseMs: number, pollMs: number): void {
   if (leaseMs > 0 && pollMs > 0) return;
   throw new SwitchyardError(ErrorCodes.CONFIG, `The SQLite transport options leaseMs (${leaseMs}) and pollMs (${pollMs}) must be positive.`, {
@@ -98,6 +104,18 @@ function receiptFor(open: Open, address: Address, row: Row, leaseMs: number): Re
   };
 }
 
+/** Waits for a wake-up, the fallback poll or the next due message (whichever is first). */
+async function waitForVisible(open: Open, address: Address, waitMs: number, pollMs: number, signal: AbortSignal): Promise<void> {
+  const next = open.table.nextVisibleAt(address);
+  const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
+  await waitForWake((wake) => open.signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
+}
+
+async function claim(open: Open, address: Address, max: number, leaseMs: number): Promise<Receipt[]> {
+  const rows = await open.committer.run(() => open.table.claim(address, max, leaseMs), 'bookkeeping');
+  return rows.map((row) => receiptFor(open, address, row, leaseMs));
+}
+
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const leaseMs = options.leaseMs ?? 30_000;
   const pollMs = options.pollMs ?? 250;
@@ -105,25 +123,8 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   let closed = false;
 
   const opened = (): Open => {
-    if (!state || closed) {
-      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The SQLite transport is not open.', {
-        fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
-      });
-    }
+    if (!state || closed) throw notOpen();
     return state;
-  };
-
-  /** Waits for a wake-up, the fallback poll or the next due message; true when `address` then has one. */
-  const waitForVisible = async (open: Open, address: Address, waitMs: number, signal: AbortSignal): Promise<boolean> => {
-    const next = open.table.nextVisibleAt(address);
-    const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
-    await waitForWake((wake) => open.signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
-    return !closed && open.table.anyVisible(address);
-  };
-
-  const claim = async (open: Open, address: Address, max: number): Promise<Receipt[]> => {
-    const rows = await open.committer.run(() => open.table.claim(address, max, leaseMs), 'bookkeeping');
-    return rows.map((row) => receiptFor(open, address, row, leaseMs));
   };
 
   return {
@@ -151,17 +152,22 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       if (closed) return [];
       const open = opened();
       if (open.table.anyVisible(address)) {
-        const got = await claim(open, address, max);
+        const got = await claim(open, address, max, leaseMs);
         if (got.length > 0 || waitMs <= 0 || closed) return got;
       } else if (waitMs <= 0) {
         return [];
       }
-      return (await waitForVisible(open, address, waitMs, signal)) ? claim(open, address, max) : [];
+      await waitForVisible(open, address, waitMs, pollMs, signal);
+      return !closed && open.table.anyVisible(address) ? claim(open, address, max, leaseMs) : [];
     },
     async forward(from, { max, waitMs, signal }, route) {
       if (closed) return 0;
       const open = opened();
-      if (!open.table.anyVisible(from) && (waitMs <= 0 || !(await waitForVisible(open, from, waitMs, signal)))) return 0;
+      if (!open.table.anyVisible(from)) {
+        if (waitMs <= 0) return 0;
+        await waitForVisible(open, from, waitMs, pollMs, signal);
+        if (closed || !open.table.anyVisible(from)) return 0;
+      }
       // Bookkeeping durability: a forward moves a message that is already durable; a power loss
       // can only undo it together with every later commit, leaving the message in `from`.
       const moved = await open.committer.run(
