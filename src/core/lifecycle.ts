@@ -31,7 +31,7 @@ export class Lifecycle {
         await step.start();
       } catch (error) {
         const undoErrors = await this.stop(undefined);
-        for (const undoError of undoErrors) this.logger.error(`undoing start-up after "${step.name}" failed: ${undoError.message}`);
+        for (const undoError of undoErrors) this.logger.error({ err: undoError }, `undoing start-up after "${step.name}" failed: ${undoError.message}`);
         throw error;
       }
       this.started.push(step);

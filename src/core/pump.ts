@@ -178,7 +178,7 @@ export class Pump {
   private processSafely(receipt: Receipt, release: () => void): Promise<void> {
     const failed = (error: unknown) => {
       const text = safeText(error instanceof Error ? error.message : error);
-      this.options.logger.error(`processing a message from ${receipt.address} failed unexpectedly (${text}); it will be delivered again after its lease`);
+      this.options.logger.error({ err: error }, `processing a message from ${receipt.address} failed unexpectedly (${text}); it will be delivered again after its lease`);
     };
     try {
       return this.options.process(receipt, this.forced.signal, release).catch(failed);

@@ -318,7 +318,7 @@ class EndpointInstance implements Endpoint {
       await this.#lifecycle.start();
     } catch (error) {
       this.#status = 'stopped';
-      logger.error(`failed to start: ${asError(error).message}`);
+      logger.error({ err: asError(error) }, `failed to start: ${asError(error).message}`);
       throw error;
     }
     this.#status = 'running';

@@ -10,10 +10,11 @@
  * through the active context, so the chain holds without a context manager; the active context
  * is still set for the user's own instrumentation.
  */
-import { context as otelContext, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import type { Attributes, Context, Span, Tracer } from '@opentelemetry/api';
+import { api } from './api.js';
 import type { ErrorCode } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
-import type { Behaviour, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
+import type { Behaviour, HandlerInvocation, IncomingContext, OutgoingContext, Settlement } from '../core/pipeline.js';
 import type { TransportMessage } from '../core/transport.js';
 import { delayedRoundOf } from '../recoverability/failure-headers.js';
 import { Attr, SpanEvents } from './attributes.js';
@@ -35,50 +36,71 @@ export interface Instrumentation {
   readonly system: string;
 }
 
+/** What the behaviours of one endpoint share. */
+interface Scope {
+  readonly system: string;
+  readonly tracer: Tracer | undefined;
+  readonly metrics: MessageMetrics | undefined;
+  readonly handling: WeakMap<TransportMessage, HandledMessage>;
+  /** Attribute sets that repeat for every message from one queue, or to one destination: made once. */
+  readonly fromQueue: Map<string, Attributes>;
+  readonly toDestination: Map<string, Attributes>;
+}
+
 export function telemetryBehaviours({ tracer, metrics, system }: Instrumentation): Behaviour[] {
-  const handling = new WeakMap<TransportMessage, HandledMessage>();
+  const scope: Scope = { system, tracer, metrics, handling: new WeakMap(), fromQueue: new Map(), toDestination: new Map() };
   const behaviours: Behaviour[] = [
-    { pipeline: 'incoming', name: 'opentelemetry-process', before: 'settle', run: (ctx, next) => processMessage(ctx, next, system, tracer, metrics, handling) },
-    { pipeline: 'outgoing', name: 'opentelemetry-send', after: 'headers', run: (ctx, next) => sendMessage(ctx, next, system, tracer, metrics, handling) },
+    { pipeline: 'incoming', name: 'opentelemetry-process', before: 'settle', run: (ctx, next) => processMessage(ctx, next, scope) },
+    { pipeline: 'outgoing', name: 'opentelemetry-send', after: 'headers', run: (ctx, next) => sendMessage(ctx, next, scope) },
   ];
-  if (tracer) {
-    behaviours.push({
-      pipeline: 'handler',
-      name: 'opentelemetry-handler',
-      before: 'handler',
-      async run(invocation, next) {
-        const state = handling.get(invocation.incoming.message);
-        const parent = state?.current ?? otelContext.active();
-        const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
-        const current = trace.setSpan(parent, span);
-        if (state) state.current = current;
-        try {
-          await otelContext.with(current, next);
-        } catch (error) {
-          recordFailure(span, error as Error);
-          throw error;
-        } finally {
-          span.end();
-          if (state) state.current = parent;
-        }
-      },
-    });
-  }
+  if (tracer) behaviours.push({ pipeline: 'handler', name: 'opentelemetry-handler', before: 'handler', run: (invocation, next) => invokeHandler(invocation, next, tracer, scope.handling) });
   return behaviours;
 }
 
-async function processMessage(ctx: IncomingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
-  const started = performance.now();
+// The behaviours chain on next() with then() rather than being async functions: they run for
+// every message, and an async function costs a promise and a turn more (see incoming.ts).
+function invokeHandler(invocation: HandlerInvocation, next: () => Promise<void>, tracer: Tracer, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
+  const state = handling.get(invocation.incoming.message);
+  const parent = state?.current ?? api.context.active();
+  const span = tracer.startSpan(`handle ${invocation.messageType}`, { kind: api.SpanKind.INTERNAL, attributes: { [Attr.Handler]: invocation.messageType } }, parent);
+  const current = api.trace.setSpan(parent, span);
+  if (state) state.current = current;
+  const done = () => {
+    span.end();
+    if (state) state.current = parent;
+  };
+  return api.context.with(current, next).then(done, (error: unknown) => {
+    recordFailure(span, error as Error);
+    done();
+    throw error;
+  });
+}
+
+/** Reply addresses come from the wire: the cache is bounded, so many distinct ones cannot grow it without end. */
+function remember(cache: Map<string, Attributes>, key: string, attributes: Attributes): void {
+  if (cache.size >= 1000) cache.clear();
+  cache.set(key, attributes);
+}
+
+function consumerAttributes(scope: Scope, ctx: IncomingContext): Attributes {
+  let attributes = scope.fromQueue.get(ctx.queue);
+  if (!attributes) {
+    attributes = { [Attr.System]: scope.system, [Attr.DestinationName]: ctx.queue, [Attr.ConsumerGroup]: ctx.endpoint.endpoint };
+    remember(scope.fromQueue, ctx.queue, attributes);
+  }
+  return attributes;
+}
+
+function processSpan(tracer: Tracer, ctx: IncomingContext, scope: Scope, parent: Context): Span {
   const { message } = ctx;
-  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: ctx.queue, [Attr.ConsumerGroup]: ctx.endpoint.endpoint };
-  metrics?.consumed.add(1, attributes);
-  const parent = contextFromHeaders(message.headers);
-  const span = tracer?.startSpan(
+  return tracer.startSpan(
     `process ${ctx.queue}`,
     {
-      kind: SpanKind.CONSUMER,
+      kind: api.SpanKind.CONSUMER,
       attributes: {
-        ...attributes,
+        [Attr.System]: scope.system,
+        [Attr.DestinationName]: ctx.queue,
+        [Attr.ConsumerGroup]: ctx.endpoint.endpoint,
         [Attr.OperationType]: 'process',
         [Attr.OperationName]: 'process',
         [Attr.MessageId]: message.id,
@@ -90,18 +112,31 @@ async function processMessage(ctx: IncomingContext, next: () => Promise<void>, s
     },
     parent,
   );
-  const current = span ? trace.setSpan(parent, span) : parent;
+}
+
+function processMessage(ctx: IncomingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+  const { tracer, metrics, handling } = scope;
+  const started = metrics ? performance.now() : 0;
+  const { message } = ctx;
+  if (metrics) metrics.consumed.add(1, consumerAttributes(scope, ctx));
+  const parent = tracer ? contextFromHeaders(message.headers) : api.ROOT_CONTEXT;
+  const span = tracer && processSpan(tracer, ctx, scope, parent);
+  const current = span ? api.trace.setSpan(parent, span) : parent;
   const state: HandledMessage = { current, sent: [] };
   handling.set(message, state);
-  try {
-    await (span ? otelContext.with(current, next) : next());
-  } finally {
+  const done = () => {
     handling.delete(message);
-    const settlement = ctx.settlement ?? { outcome: 'unsettled' };
+    const settlement = ctx.settlement ?? UNSETTLED;
     if (span) endProcessSpan(span, ctx, settlement);
-    if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, attributes, performance.now() - started);
-  }
+    if (metrics) recordProcessMetrics(metrics, ctx, settlement, state, consumerAttributes(scope, ctx), performance.now() - started);
+  };
+  return (span ? api.context.with(current, next) : next()).then(done, (error: unknown) => {
+    done();
+    throw error;
+  });
 }
+
+const UNSETTLED: Settlement = { outcome: 'unsettled' };
 
 function endProcessSpan(span: Span, ctx: IncomingContext, settlement: Settlement): void {
   const type = ctx.definition?.typeName;
@@ -147,40 +182,66 @@ function recordProcessMetrics(metrics: MessageMetrics, ctx: IncomingContext, set
   }
 }
 
-async function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, system: string, tracer: Tracer | undefined, metrics: MessageMetrics | undefined, handling: WeakMap<TransportMessage, HandledMessage>): Promise<void> {
-  const state = ctx.incoming && handling.get(ctx.incoming);
+function producerAttributes(scope: Scope, ctx: OutgoingContext): Attributes {
   const destination = ctx.intent === 'publish' ? ctx.definition.typeName : destinationOf(ctx);
-  const attributes: Attributes = { [Attr.System]: system, [Attr.DestinationName]: destination, [Attr.OperationName]: ctx.intent };
+  const key = `${ctx.intent} ${destination}`;
+  let attributes = scope.toDestination.get(key);
+  if (!attributes) {
+    attributes = { [Attr.System]: scope.system, [Attr.DestinationName]: destination, [Attr.OperationName]: ctx.intent };
+    remember(scope.toDestination, key, attributes);
+  }
+  return attributes;
+}
+
+function producerSpan(tracer: Tracer, ctx: OutgoingContext, attributes: Attributes, parent: Context): Span {
+  const { headers } = ctx;
+  return tracer.startSpan(
+    `${ctx.intent} ${String(attributes[Attr.DestinationName])}`,
+    {
+      kind: api.SpanKind.PRODUCER,
+      // Written out, not spread from `attributes`: this runs for every message sent.
+      attributes: {
+        [Attr.System]: attributes[Attr.System],
+        [Attr.DestinationName]: attributes[Attr.DestinationName],
+        [Attr.OperationName]: attributes[Attr.OperationName],
+        [Attr.OperationType]: 'send',
+        [Attr.MessageId]: headers[Headers.MessageId],
+        [Attr.ConversationId]: headers[Headers.ConversationId],
+        [Attr.MessageType]: ctx.definition.typeName,
+        [Attr.ClientId]: headers[Headers.OriginatingInstance],
+      },
+    },
+    parent,
+  );
+}
+
+function sendMessage(ctx: OutgoingContext, next: () => Promise<void>, scope: Scope): Promise<void> {
+  const { tracer, metrics } = scope;
+  const state = ctx.incoming && scope.handling.get(ctx.incoming);
+  const attributes = producerAttributes(scope, ctx);
   let span: Span | undefined;
   if (tracer) {
-    const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : otelContext.active());
-    span = tracer.startSpan(
-      `${ctx.intent} ${destination}`,
-      {
-        kind: SpanKind.PRODUCER,
-        attributes: {
-          ...attributes,
-          [Attr.OperationType]: 'send',
-          [Attr.MessageId]: ctx.headers[Headers.MessageId],
-          [Attr.ConversationId]: ctx.headers[Headers.ConversationId],
-          [Attr.MessageType]: ctx.definition.typeName,
-          [Attr.ClientId]: ctx.headers[Headers.OriginatingInstance],
-        },
-      },
-      parent,
-    );
-    writeTraceHeaders(ctx.headers, span.spanContext());
+    const parent = state?.current ?? (ctx.incoming ? contextFromHeaders(ctx.incoming.headers) : api.context.active());
+    span = producerSpan(tracer, ctx, attributes, parent);
+    // A no-op tracer (no provider registered) hands back the parent's context: then the header
+    // Switchyard stamped, with its own new span id for this hop, stays.
+    const made = span.spanContext();
+    if (made.spanId !== api.trace.getSpanContext(parent)?.spanId) writeTraceHeaders(ctx.headers, made);
   }
-  try {
-    await next();
-  } catch (error) {
-    if (span) recordFailure(span, error as Error);
-    throw error;
-  } finally {
-    span?.end();
-  }
-  // Inside a handler the message leaves with the commit: it counts once the handler's message is handled.
-  if (metrics) for (let i = 0; i < ctx.destinations.length; i++) state ? state.sent.push(attributes) : metrics.sent.add(1, attributes);
+  return next().then(
+    () => {
+      span?.end();
+      // Inside a handler the message leaves with the commit: it counts once the handler's message is handled.
+      if (metrics) for (let i = 0; i < ctx.destinations.length; i++) state ? state.sent.push(attributes) : metrics.sent.add(1, attributes);
+    },
+    (error: unknown) => {
+      if (span) {
+        recordFailure(span, error as Error);
+        span.end();
+      }
+      throw error;
+    },
+  );
 }
 
 function destinationOf(ctx: OutgoingContext): string {
@@ -196,6 +257,6 @@ function errorType(error: Error): string {
 
 function recordFailure(span: Span, error: Error): void {
   span.recordException(error);
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  span.setStatus({ code: api.SpanStatusCode.ERROR, message: error.message });
   span.setAttribute(Attr.ErrorType, errorType(error));
 }

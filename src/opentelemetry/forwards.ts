@@ -6,7 +6,8 @@
  * distributor makes them: `forward()` (SQLite), or completing a received message with its
  * stamped copy (other transports). Everything else passes through untouched.
  */
-import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
+import type { Span, Tracer } from '@opentelemetry/api';
+import { api } from './api.js';
 import type { Address } from '../core/identity.js';
 import type { Outgoing, QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { DistributorHeaders } from '../scaleout/distributor-protocol.js';
@@ -17,7 +18,7 @@ function startForward(tracer: Tracer, system: string, from: Address, original: T
   return tracer.startSpan(
     `forward ${copy.destination}`,
     {
-      kind: SpanKind.PRODUCER,
+      kind: api.SpanKind.PRODUCER,
       attributes: {
         [Attr.System]: system,
         [Attr.OperationType]: 'send',
@@ -38,7 +39,7 @@ async function ended(spans: readonly Span[], work: Promise<unknown>): Promise<vo
   } catch (error) {
     for (const span of spans) {
       span.recordException(error as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+      span.setStatus({ code: api.SpanStatusCode.ERROR, message: (error as Error).message });
     }
     throw error;
   } finally {

@@ -8,7 +8,8 @@
  *   const endpoint = createEndpoint(telemetry.instrument({ name: 'Sales', transport, handlers }));
  *   const distributor = await startDistributor({ endpoint: 'Sales', transport: telemetry.traceForwards(transport), store });
  */
-import { metrics as globalMetrics, trace as globalTrace, type MeterProvider, type TracerProvider } from '@opentelemetry/api';
+import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
+import { api } from './api.js';
 import type { EndpointFeature } from '../core/feature.js';
 import type { Behaviour } from '../core/pipeline.js';
 import type { Transport } from '../core/transport.js';
@@ -44,8 +45,8 @@ export interface SwitchyardTelemetry {
 const SCOPE = 'switchyard';
 
 export function openTelemetry(options: OpenTelemetryOptions = {}): SwitchyardTelemetry {
-  const tracer = options.traces === false ? undefined : (options.tracerProvider ?? globalTrace.getTracerProvider()).getTracer(SCOPE);
-  const meter = options.metrics === false ? undefined : (options.meterProvider ?? globalMetrics.getMeterProvider()).getMeter(SCOPE);
+  const tracer = options.traces === false ? undefined : (options.tracerProvider ?? api.trace.getTracerProvider()).getTracer(SCOPE);
+  const meter = options.metrics === false ? undefined : (options.meterProvider ?? api.metrics.getMeterProvider()).getMeter(SCOPE);
   // One set of instruments per telemetry value: every endpoint it instruments records into them.
   const instruments = meter && messageMetrics(meter);
   const telemetry: SwitchyardTelemetry = {

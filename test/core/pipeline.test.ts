@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEndpoint, defineCommand, defineEvent, handle, INCOMING_STEPS, memorySubscriptionStore, OUTGOING_STEPS, silentLogger, subscriptions, type Behaviour, type Endpoint } from '../../src/index.js';
+import { createEndpoint, defineCommand, defineEvent, handle, HANDLER_STEPS, INCOMING_STEPS, memorySubscriptionStore, OUTGOING_STEPS, silentLogger, subscriptions, type Behaviour, type Endpoint } from '../../src/index.js';
 import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
 import { waitFor } from '../../src/testing/wait.js';
 
@@ -76,8 +76,53 @@ describe('pipeline behaviours', () => {
     );
   });
 
+  it('wraps each handler call in a handler behaviour, and tells a behaviour before settle how the message ended', async () => {
+    const broker = new MemoryBroker();
+    const log: string[] = [];
+    const perHandler: Behaviour = {
+      pipeline: 'handler',
+      name: 'per-handler',
+      before: 'handler',
+      async run(invocation, next) {
+        log.push(`call ${invocation.messageType} for ${invocation.context.messageId === invocation.incoming.message.id ? 'this message' : '?'}`);
+        await next();
+      },
+    };
+    const outcome: Behaviour = {
+      pipeline: 'incoming',
+      name: 'outcome',
+      before: 'settle',
+      async run(ctx, next) {
+        await next();
+        log.push(`${ctx.settlement?.outcome}${ctx.settlement?.error ? `: ${ctx.settlement.error.message}` : ''}`);
+      },
+    };
+    await start(broker, {
+      name: 'Sales',
+      behaviours: [perHandler, outcome],
+      recoverability: { immediateRetries: 0, delayedRetries: { count: 0 } },
+      handlers: [
+        handle(PlaceOrder, () => void log.push('first')),
+        handle(PlaceOrder, ({ orderId }) => {
+          log.push('second');
+          if (orderId === 'bad') throw new Error('refused');
+        }),
+      ],
+    });
+    const client = await start(broker, { name: 'Client', routes: { 'Sales.*': 'Sales' }, sendOnly: true });
+    await client.send(PlaceOrder, { orderId: 'o-1' });
+    await waitFor(() => log.length === 5, { what: 'the first message handled' });
+    await client.send(PlaceOrder, { orderId: 'bad' });
+    await waitFor(() => log.length === 10, { what: 'the second message moved to the error queue' });
+    expect(log).toEqual([
+      'call Sales.PlaceOrder for this message', 'first', 'call Sales.PlaceOrder for this message', 'second', 'handled',
+      'call Sales.PlaceOrder for this message', 'first', 'call Sales.PlaceOrder for this message', 'second', 'error-queue: refused',
+    ]);
+  });
+
   it('lists the built-in steps in the documented order', () => {
     expect(INCOMING_STEPS).toEqual(['settle', 'decode', 'control', 'validate', 'unit-of-work', 'invoke']);
     expect(OUTGOING_STEPS).toEqual(['route', 'headers', 'serialize', 'dispatch']);
+    expect(HANDLER_STEPS).toEqual(['handler']);
   });
 });

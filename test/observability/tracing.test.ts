@@ -7,6 +7,8 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createEndpoint, defineCommand, defineMessage, handle, silentLogger, startDistributor, distributorWorker, type Endpoint, type EndpointOptions } from '../../src/index.js';
 import { openTelemetry, type SwitchyardTelemetry } from '../../src/opentelemetry/index.js';
+import { MemoryBroker, memoryTransport } from '../../src/memory/index.js';
+import { memoryDistributorStore } from '../../src/scaleout/distributor-store.js';
 import { sqliteDistributorStore, sqliteTransport } from '../../src/sqlite/index.js';
 import { waitFor } from '../../src/testing/wait.js';
 import { inMemoryTelemetry, kindName, parentOf, tempDb } from './fixtures/otel.js';
@@ -123,6 +125,49 @@ describe('tracing through a distributor (SQLite)', () => {
   });
 });
 
+describe('tracing through a distributor that receives and completes (memory: no Transport.forward)', () => {
+  it('passes every member of the transport through (a member it dropped would silently go missing)', () => {
+    const db = tempDb();
+    cleanups.push(() => db.cleanup());
+    const telemetry = openTelemetry({ tracerProvider: inMemoryTelemetry().tracerProvider, metrics: false });
+    const members = (o: object) => {
+      const names = new Set<string>();
+      for (let p: object | null = o; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) for (const n of Object.getOwnPropertyNames(p)) if (n !== 'constructor') names.add(n);
+      return [...names].sort();
+    };
+    for (const inner of [sqliteTransport({ path: db.file }), memoryTransport({ broker: new MemoryBroker() })]) {
+      expect(members(telemetry.traceForwards(inner)), inner.name).toEqual(members(inner));
+    }
+  });
+
+  it('makes the forward span from the completion that carries the stamped copy', async () => {
+    const otel = inMemoryTelemetry();
+    cleanups.push(() => otel.shutdown());
+    const telemetry = openTelemetry({ tracerProvider: otel.tracerProvider, metrics: false });
+    const broker = new MemoryBroker();
+    const distributor = await startDistributor({ endpoint: 'Sales', transport: telemetry.traceForwards(memoryTransport({ broker })), store: memoryDistributorStore(), logger: silentLogger });
+    cleanups.push(() => distributor.stop());
+    await started(telemetry, {
+      name: 'Sales',
+      transport: memoryTransport({ broker }),
+      queues: { shared: false, instance: true },
+      instance: { discriminator: 'a' },
+      features: [distributorWorker({ distributor: 'Sales' })],
+      handlers: [handle(Work, () => undefined)],
+    });
+    await waitFor(() => distributor.status().workers.length === 1, { what: 'the worker ready' });
+    const client = await started(telemetry, { name: 'Client', transport: memoryTransport({ broker }), sendOnly: true, routes: { 'Test.Work': 'Sales' } });
+    await client.send(Work, { n: 1 });
+    await waitFor(() => otel.spans().some((s) => s.name === 'process Sales@a'), { what: 'the message processed' });
+    const send = one(otel.spans(), 'one send', (s) => s.name === 'send Sales');
+    const forward = one(otel.spans(), 'one forward, none for the ready messages', (s) => s.name.startsWith('forward '));
+    expect(forward.name).toBe('forward Sales@a');
+    expect(forward.attributes).toMatchObject({ 'messaging.system': 'memory', 'messaging.operation.name': 'forward', 'switchyard.distributor.data_queue': 'Sales' });
+    expect(parentOf(forward)).toBe(send.spanContext().spanId);
+    expect(parentOf(one(otel.spans(), 'one process', (s) => s.name === 'process Sales@a'))).toBe(send.spanContext().spanId);
+  });
+});
+
 describe('tracing failures', () => {
   it('records the exception on the handler span, each retry and the error-queue move as events on the process spans', async () => {
     const { otel, db, telemetry } = setup();
@@ -170,7 +215,7 @@ describe('tracing failures', () => {
     }
   });
 
-  it('leaves the traceparent Switchyard stamps when no tracer provider is registered (the API is a no-op)', async () => {
+  it('leaves the traceparent Switchyard stamps when no tracer provider is registered (the API is a no-op): one trace id, a new span id per hop', async () => {
     const db = tempDb();
     cleanups.push(() => db.cleanup());
     const telemetry = openTelemetry();
@@ -178,11 +223,17 @@ describe('tracing failures', () => {
     const endpoint = await started(telemetry, {
       name: 'Sales',
       transport: sqliteTransport({ path: db.file }),
-      handlers: [handle(Work, (_b, ctx) => void seen.push(ctx.headers.traceparent ?? 'none'))],
+      handlers: [
+        handle(Work, async ({ n }, ctx) => {
+          seen.push(ctx.headers.traceparent ?? 'none');
+          if (n < 3) await ctx.sendLocal(Work, { n: n + 1 });
+        }),
+      ],
     });
     await endpoint.sendLocal(Work, { n: 1 });
-    await waitFor(() => seen.length === 1, { what: 'the message handled' });
-    expect(seen[0]).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
-    expect(seen[0]).not.toMatch(/^00-0{32}/);
+    await waitFor(() => seen.length === 3, { what: 'three hops handled' });
+    for (const header of seen) expect(header).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(new Set(seen.map((h) => h.split('-')[1])).size, 'one trace').toBe(1);
+    expect(new Set(seen.map((h) => h.split('-')[2])).size, 'a span id per hop').toBe(3);
   });
 });

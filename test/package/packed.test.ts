@@ -56,7 +56,9 @@ await endpoint.stop();
 // Not a literal: the app does not use RabbitMQ, so it has neither amqplib nor its types.
 const rabbitmq: string = 'switchyard/rabbitmq';
 const missing = await import(rabbitmq).then(() => 'loaded', (e: { code?: string; message?: string }) => \`\${e.code}: \${e.message}\`);
-console.log(JSON.stringify({ handled: n + 1, testBus: typeof testBus, missing }));
+const opentelemetry: string = 'switchyard/opentelemetry';
+const missingOtel = await import(opentelemetry).then(() => 'loaded', (e: { code?: string; message?: string }) => \`\${e.code}: \${e.message}\`);
+console.log(JSON.stringify({ handled: n + 1, testBus: typeof testBus, missing, missingOtel }));
 `;
 
 describe('the packed package', () => {
@@ -128,12 +130,13 @@ describe('the packed package', () => {
     expect(needBetterSqliteTypes).toEqual([]);
     const tsc = path.join(modules, 'typescript/bin/tsc');
     run(process.execPath, [tsc, '-p', 'tsconfig.json'], app);
-    const result = JSON.parse(run(process.execPath, ['out/app.js'], app).trim()) as { handled: number; testBus: string; missing: string };
+    const result = JSON.parse(run(process.execPath, ['out/app.js'], app).trim()) as { handled: number; testBus: string; missing: string; missingOtel: string };
     expect(result.handled).toBe(42);
     expect(result.testBus).toBe('function');
     // amqplib is an optional peer the app did not install: a coded error naming it.
     expect(result.missing).toMatch(/^SY_ERR_PACKAGE_MISSING: switchyard\/rabbitmq needs the package amqplib/);
     expect(result.missing).toContain('npm install amqplib');
+    expect(result.missingOtel).toMatch(/^SY_ERR_PACKAGE_MISSING: switchyard\/opentelemetry needs the package @opentelemetry\/api/);
   }, 60_000);
 
   it('installs the switchyard command', () => {
