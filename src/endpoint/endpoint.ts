@@ -34,7 +34,8 @@ import { defineMessage, MessageRegistry, type EventDefinition, type MessageDefin
 import { arrange, compose, type Behaviour, type HandlerInvocation, type IncomingContext, type OutgoingContext, type Step } from '../core/pipeline.js';
 import { Pump } from '../core/pump.js';
 import { Router } from '../core/routing.js';
-import type { Transport } from '../core/transport.js';
+import type { Outgoing, StorageSession, Transport } from '../core/transport.js';
+import { dispatchRecords, DurabilityAgent } from '../outbox/dispatch.js';
 import { checkRecoverability, recoverabilityConfig } from '../recoverability/policy.js';
 import { describeHealth, type EndpointHealth, type EndpointStatus } from './health.js';
 import { HANDLER_PIPELINE, INCOMING_PIPELINE, IncomingMessage, type IncomingDeps } from './incoming.js';
@@ -55,6 +56,17 @@ export interface Endpoint extends MessageSender, AsyncDisposable {
   stop(options?: { signal?: AbortSignal }): Promise<void>;
   /** Status, transport reachability, the receive loop, handlers in flight (see docs/observability.md). */
   health(): EndpointHealth;
+  /**
+   * Outside a handler, with the endpoint's `outbox`: `work`'s writes (through the storage's
+   * accessor on `tx`, e.g. postgresClient(tx)) and its sends commit in one transaction of your
+   * database; the sends are dispatched after the commit. Throws SY_ERR_CONFIG without an outbox.
+   */
+  transaction<T>(work: (tx: OutboxScope) => Promise<T>): Promise<T>;
+}
+
+/** What `endpoint.transaction` hands its work: sends that leave with the commit, and the storage session. */
+export interface OutboxScope extends MessageSender {
+  readonly unitOfWork: StorageSession;
 }
 
 export function createEndpoint(options: EndpointOptions): Endpoint {
@@ -175,6 +187,7 @@ class EndpointInstance implements Endpoint {
       recoverability,
       controlFeatures: claimControlKinds(options.features ?? []),
       invokeHandler: pipelines.handler,
+      outbox: options.outbox,
       publicAddress: () => this.#publicAddress,
       outgoing: pipelines.outgoing,
     };
@@ -253,6 +266,7 @@ class EndpointInstance implements Endpoint {
         },
       },
       ...features.map((feature) => ({ name: `feature ${feature.name} setup`, start: () => feature.setup?.(host), undo: () => feature.stop?.() })),
+      ...this.#outboxSteps(),
       {
         name: 'bindings',
         start: async () => {
@@ -265,6 +279,49 @@ class EndpointInstance implements Endpoint {
       ...features.map((feature) => ({ name: `feature ${feature.name} start`, start: () => feature.start?.(host), undo: () => feature.stopping?.(host) })),
       { name: 'receiving', start: () => this.#pump?.start(), undo: () => this.#pump?.stopReceiving() },
     ];
+  }
+
+  /** The outbox's store and its durability agent, when the endpoint has an outbox. */
+  #outboxSteps(): LifecycleStep[] {
+    const { outbox, transport, logger } = this.#deps;
+    if (!outbox) return [];
+    let agent: DurabilityAgent | undefined;
+    return [
+      { name: 'outbox store', start: () => outbox.store.open(), undo: () => outbox.store.close() },
+      {
+        name: 'outbox durability agent',
+        start: () => {
+          agent = new DurabilityAgent(outbox, transport, this.identity.id, logger);
+          agent.start();
+        },
+        undo: () => agent?.stop(),
+      },
+    ];
+  }
+
+  async transaction<T>(work: (tx: OutboxScope) => Promise<T>): Promise<T> {
+    const { outbox, logger } = this.#deps;
+    if (!outbox) {
+      throw new SwitchyardError(ErrorCodes.CONFIG, `Endpoint ${this.name} has no outbox, so endpoint.transaction() has no database to commit in.`, {
+        fix: "Give the endpoint an outbox (outbox: postgresOutbox({ pool }) from 'switchyard/postgres'); see docs/outbox.md.",
+      });
+    }
+    this.#runningSends();
+    const collected: Outgoing[] = [];
+    const sends = new OutgoingBuilder(this.#deps, undefined, async (batch) => void collected.push(...batch));
+    const { value, records } = await outbox.store.transaction(this.identity.id, outbox.leaseMs, async (tx) => {
+      const scope: OutboxScope = {
+        unitOfWork: tx.session,
+        send: (definition, body, options) => sends.send(definition, body, options),
+        sendLocal: (definition, body, options) => sends.sendLocal(definition, body, options),
+        publish: (definition, body, options) => sends.publish(definition, body, options),
+      };
+      const result = await work(scope);
+      await tx.store(collected.splice(0));
+      return result;
+    });
+    await dispatchRecords(outbox, this.#deps.transport, records, logger);
+    return value;
   }
 
   #createPump(): void {

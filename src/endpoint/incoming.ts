@@ -24,9 +24,11 @@ import type { HandlerInvocation, IncomingContext, PipelineStep, Settlement } fro
 import type { Outgoing, Receipt, StorageSession, TransportMessage } from '../core/transport.js';
 import { validateBody } from '../core/validation.js';
 import { traceIdOf, uuidv7 } from '../core/ids.js';
-import { readEnvelope } from '../core/wire-headers.js';
+import { readEnvelope, safeText } from '../core/wire-headers.js';
 import { attemptsOf } from '../recoverability/failure-headers.js';
 import type { RecoverabilityConfig } from '../recoverability/policy.js';
+import { dispatchRecords } from '../outbox/dispatch.js';
+import type { Outbox } from '../outbox/outbox.js';
 import { settle } from '../recoverability/settle.js';
 import { MessageHandlerContext } from './handler-context.js';
 import { OutgoingBuilder, type OutgoingDeps } from './outgoing.js';
@@ -40,6 +42,8 @@ export interface IncomingDeps extends OutgoingDeps {
   controlFeatures: ReadonlyMap<string, EndpointFeature>;
   /** The handler pipeline, composed when the endpoint has handler behaviours; without, handlers are called directly. */
   invokeHandler: ((invocation: HandlerInvocation) => Promise<void>) | undefined;
+  /** The transactional outbox on the application's database, when the endpoint has one (src/outbox). */
+  outbox: Outbox | undefined;
 }
 
 /** One received message on its way through the pipeline (see IncomingContext). */
@@ -164,11 +168,36 @@ const validate: PipelineStep<IncomingMessage> = {
 const unitOfWork: PipelineStep<IncomingMessage> = {
   name: 'unit-of-work',
   run(ctx, next) {
-    const { receipt } = ctx;
+    const { receipt, deps } = ctx;
+    if (deps.outbox) return inOutboxTransaction(ctx, deps.outbox, next);
     ctx.openUnitOfWork(() => receipt.session);
     return next();
   },
 };
+
+/**
+ * With an outbox (src/outbox/outbox.ts): the inbox check, the handlers' writes and their sends in
+ * one transaction of the application's database; the sends are dispatched after its commit, and
+ * only then is the incoming message completed (by settle, with nothing more to send).
+ */
+async function inOutboxTransaction(ctx: IncomingMessage, outbox: Outbox, next: () => Promise<void>): Promise<void> {
+  const { deps, message } = ctx;
+  let redelivered = false;
+  const { records, duplicate } = await outbox.store.transaction(deps.identity.id, outbox.leaseMs, async (tx) => {
+    if (!(await tx.markProcessed(deps.identity.endpoint, message.id))) {
+      redelivered = true;
+      return;
+    }
+    ctx.openUnitOfWork(() => tx.session);
+    await next();
+    await tx.store(ctx.outgoing.splice(0));
+  });
+  if (redelivered || duplicate) {
+    ctx.logger.info(`message ${safeText(message.id)} was already processed by ${deps.identity.endpoint} (outbox inbox): acknowledged without running its handlers`);
+    return;
+  }
+  await dispatchRecords(outbox, deps.transport, records, ctx.logger);
+}
 
 const invoke: PipelineStep<IncomingMessage> = {
   name: 'invoke',

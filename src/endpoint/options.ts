@@ -7,6 +7,7 @@ import { checkName } from '../core/identity.js';
 import type { Logger } from '../core/logger.js';
 import type { MessageDefinition } from '../core/messages.js';
 import type { Behaviour } from '../core/pipeline.js';
+import type { Outbox } from '../outbox/outbox.js';
 import type { Routes } from '../core/routing.js';
 import type { Transport } from '../core/transport.js';
 import type { RecoverabilityOptions } from '../recoverability/policy.js';
@@ -40,6 +41,13 @@ export interface EndpointOptions {
   recoverability?: RecoverabilityOptions;
   limits?: Partial<MessageLimits>;
   features?: readonly EndpointFeature[];
+  /**
+   * The transactional outbox on your own database (`postgresOutbox({ pool })` from
+   * switchyard/postgres, `sqliteOutbox({ path })` from switchyard/sqlite): a handler's writes and
+   * the messages it sends commit together, and a redelivered message is not handled twice.
+   * See docs/outbox.md.
+   */
+  outbox?: Outbox;
   /** Your own pipeline steps, each before or after a built-in step (see docs/pipeline.md). */
   behaviours?: readonly Behaviour[];
   logger?: Logger;

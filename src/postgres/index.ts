@@ -1,3 +1,7 @@
 /** `switchyard/postgres`: PostgreSQL adapters (needs the optional peer dependency `pg`). */
 export { postgresDatasetStore } from './dataset-store.js';
 export type { PostgresDatasetStoreOptions } from './dataset-store.js';
+export { postgresOutbox, postgresOutboxStore } from './outbox.js';
+export type { PostgresOutboxOptions } from './outbox.js';
+export { postgresClient } from './session.js';
+export type { PostgresConnectionOptions } from './pool.js';

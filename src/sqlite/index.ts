@@ -8,3 +8,5 @@ export { DISTRIBUTOR_SYNCHRONOUS, sqliteDistributorStore } from './distributor-s
 export type { SqliteDatasetStoreOptions } from './dataset-store.js';
 export { sqliteSession } from './session.js';
 export type { SqliteConnection, SqliteSession, SqliteStatement, SqliteValue } from './session.js';
+export { sqliteOutbox, sqliteOutboxStore } from './outbox.js';
+export type { SqliteOutboxOptions } from './outbox.js';

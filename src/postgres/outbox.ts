@@ -1,0 +1,117 @@
+/**
+ * The transactional outbox on PostgreSQL (see src/outbox/outbox.ts for the protocol). Two tables
+ * in `schema`: `inbox` (endpoint, message id: processed once) and `outbox` (one row per unit of
+ * work: its messages, and a claim: who may dispatch it, under which token, until when).
+ *
+ * Claims use the database's clock (clock_timestamp), so instances on machines whose clocks
+ * disagree still agree on when a claim has run out. An expired claim is taken with
+ * FOR UPDATE SKIP LOCKED under a new token: two agents never claim one row at once, and a
+ * claimant whose token is stale can neither renew nor remove it.
+ */
+import type pg from 'pg';
+import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type OutboxStore, type OutboxTransaction } from '../outbox/outbox.js';
+import type { Outgoing } from '../core/transport.js';
+import { poolFor, quotedSchema, type PostgresConnectionOptions } from './pool.js';
+import { PostgresUnitOfWork } from './session.js';
+
+export interface PostgresOutboxOptions extends PostgresConnectionOptions, OutboxSettings {}
+
+const SCHEMA_VERSION = 1;
+const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+
+/** `outbox: postgresOutbox({ pool })` in an endpoint's options. */
+export function postgresOutbox(options: PostgresOutboxOptions): Outbox {
+  return outboxWith(postgresOutboxStore(options), options);
+}
+
+function migrations(s: string): string[] {
+  return [
+    `CREATE SCHEMA IF NOT EXISTS ${s}`,
+    `CREATE TABLE IF NOT EXISTS ${s}.outbox_schema (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.inbox (endpoint text NOT NULL, message_id text NOT NULL, processed_at bigint NOT NULL, PRIMARY KEY (endpoint, message_id))`,
+    `CREATE INDEX IF NOT EXISTS inbox_processed_at ON ${s}.inbox (processed_at)`,
+    `CREATE TABLE IF NOT EXISTS ${s}.outbox (id bigserial PRIMARY KEY, batch jsonb NOT NULL, claimed_by text NOT NULL,
+      claim_token int NOT NULL, claimed_until bigint NOT NULL, created_at bigint NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS outbox_claimed_until ON ${s}.outbox (claimed_until)`,
+    `INSERT INTO ${s}.outbox_schema VALUES (1, ${SCHEMA_VERSION}) ON CONFLICT DO NOTHING`,
+  ];
+}
+
+export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxStore {
+  const s = quotedSchema(options.schema);
+  const { pool, owned } = poolFor(options, 'postgresOutbox');
+  const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
+
+  const inTransaction = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const value = await work(client);
+      await client.query('COMMIT');
+      return value;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+
+  return {
+    storage: 'postgres',
+    async open() {
+      await inTransaction(async (client) => {
+        // Concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
+        await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.outbox'))");
+        for (const statement of migrations(s)) await client.query(statement);
+      });
+    },
+    async close() {
+      if (owned) await pool.end();
+    },
+    async transaction(owner, leaseMs, work) {
+      const records: OutboxRecord[] = [];
+      const value = await inTransaction(async (client) => {
+        const tx: OutboxTransaction = {
+          session: new PostgresUnitOfWork(client),
+          async markProcessed(endpoint, messageId) {
+            // A concurrent copy holding the same key makes this wait for its commit or rollback.
+            const inserted = await client.query(`INSERT INTO ${s}.inbox (endpoint, message_id, processed_at) VALUES ($1, $2, ${NOW_MS}) ON CONFLICT DO NOTHING`, [endpoint, messageId]);
+            return inserted.rowCount === 1;
+          },
+          async store(batch) {
+            if (batch.length === 0) return;
+            const { rows } = await client.query<{ id: string }>(
+              `INSERT INTO ${s}.outbox (batch, claimed_by, claim_token, claimed_until, created_at) VALUES ($1::jsonb, $2, 1, ${NOW_MS} + $3, ${NOW_MS}) RETURNING id`,
+              [JSON.stringify(batch), owner, leaseMs],
+            );
+            records.push({ id: String(rows[0]!.id), token: 1, batch });
+          },
+        };
+        return work(tx);
+      });
+      return { value, records, duplicate: false };
+    },
+    async claimExpired(owner, leaseMs, max) {
+      const { rows } = await pool.query(
+        `UPDATE ${s}.outbox o SET claimed_by = $1, claim_token = o.claim_token + 1, claimed_until = ${NOW_MS} + $2
+          WHERE o.id IN (SELECT id FROM ${s}.outbox WHERE claimed_until < ${NOW_MS} ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+          RETURNING o.id, o.claim_token, o.batch`,
+        [owner, leaseMs, max],
+      );
+      return rows.map(toRecord).sort((a, b) => Number(a.id) - Number(b.id));
+    },
+    async renew(record, leaseMs) {
+      const renewed = await pool.query(`UPDATE ${s}.outbox SET claimed_until = ${NOW_MS} + $3 WHERE id = $1 AND claim_token = $2`, [record.id, record.token, leaseMs]);
+      return renewed.rowCount === 1;
+    },
+    async remove(record) {
+      const removed = await pool.query(`DELETE FROM ${s}.outbox WHERE id = $1 AND claim_token = $2`, [record.id, record.token]);
+      return removed.rowCount === 1;
+    },
+    async pruneInbox(before) {
+      const pruned = await pool.query(`DELETE FROM ${s}.inbox WHERE processed_at < $1`, [before]);
+      return pruned.rowCount ?? 0;
+    },
+  };
+}

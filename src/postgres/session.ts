@@ -1,0 +1,33 @@
+/**
+ * The unit of work on PostgreSQL: the client of the transaction a handler's message is handled
+ * in. Its queries, the messages the handler sends and the record that the message was processed
+ * commit together; a throw rolls all of it back.
+ */
+import type pg from 'pg';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { StorageSession } from '../core/transport.js';
+
+/** @internal (handlers reach it through postgresClient) */
+export class PostgresUnitOfWork implements StorageSession {
+  readonly storage = 'postgres' as const;
+  constructor(readonly client: pg.PoolClient) {}
+  /** The transaction rolls back when the handler throws: nothing to forget here. */
+  discard(): void {}
+}
+
+/**
+ * The transaction's client for the message a handler is handling (or for `endpoint.transaction`'s
+ * work): `await postgresClient(ctx).query('INSERT INTO orders ...', [...])`.
+ */
+export function postgresClient(context: { readonly unitOfWork: StorageSession | undefined }): pg.PoolClient {
+  const session = context.unitOfWork;
+  if (session instanceof PostgresUnitOfWork) return session.client;
+  throw new SwitchyardError(
+    ErrorCodes.NO_UNIT_OF_WORK,
+    session
+      ? `postgresClient() was given a context whose unit of work is on ${session.storage}, not PostgreSQL.`
+      : 'postgresClient() was given a context with no unit of work: the endpoint has no PostgreSQL outbox, or this is not a handler context.',
+    { fix: "Give the endpoint outbox: postgresOutbox({ pool }) from 'switchyard/postgres' and pass the handler's own context." },
+  );
+}
+
