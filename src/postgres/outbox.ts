@@ -10,6 +10,7 @@
  */
 import type pg from 'pg';
 import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type OutboxStore, type OutboxTransaction } from '../outbox/outbox.js';
+import { coalesced } from '../core/coalesce.js';
 import type { Outgoing } from '../core/transport.js';
 import { poolFor, quotedSchema, type PostgresConnectionOptions } from './pool.js';
 import { PostgresUnitOfWork } from './session.js';
@@ -56,6 +57,16 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
       client.release();
     }
   };
+
+  // Every dispatched record is removed: one DELETE for all the removals of a turn, not one each.
+  const removeAll = coalesced(async (records: OutboxRecord[]) => {
+    const { rows } = await pool.query<{ id: string }>(
+      `DELETE FROM ${s}.outbox o USING unnest($1::bigint[], $2::int[]) AS r(id, token) WHERE o.id = r.id AND o.claim_token = r.token RETURNING o.id`,
+      [records.map((r) => r.id), records.map((r) => r.token)],
+    );
+    const removed = new Set(rows.map((row) => String(row.id)));
+    return records.map((r) => removed.has(r.id));
+  });
 
   return {
     storage: 'postgres',
@@ -105,10 +116,7 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
       const renewed = await pool.query(`UPDATE ${s}.outbox SET claimed_until = ${NOW_MS} + $3 WHERE id = $1 AND claim_token = $2`, [record.id, record.token, leaseMs]);
       return renewed.rowCount === 1;
     },
-    async remove(record) {
-      const removed = await pool.query(`DELETE FROM ${s}.outbox WHERE id = $1 AND claim_token = $2`, [record.id, record.token]);
-      return removed.rowCount === 1;
-    },
+    remove: removeAll,
     async pruneInbox(before) {
       const pruned = await pool.query(`DELETE FROM ${s}.inbox WHERE processed_at < $1`, [before]);
       return pruned.rowCount ?? 0;
