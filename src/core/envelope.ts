@@ -3,6 +3,7 @@
  * is untrusted: sizes are checked before parsing, type names only select registered
  * definitions, and a body that could poison prototypes is refused, never altered.
  */
+import { systemClock } from './clock.js';
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
 import { traceParent, uuidv7 } from './ids.js';
@@ -146,6 +147,8 @@ export interface BuildOptions {
   readonly messageId?: string;
   readonly correlationId?: string;
   readonly headers?: HeaderMap;
+  /** Epoch ms for the time-sent header (the endpoint's clock); the system clock when absent. */
+  readonly now?: number;
 }
 
 /**
@@ -167,7 +170,7 @@ export function buildHeaders(types: readonly string[], options: BuildOptions): H
     [Headers.OriginatingEndpoint]: options.identity.endpoint,
     [Headers.OriginatingInstance]: options.identity.id,
     [Headers.OriginatingHost]: options.identity.host,
-    [Headers.TimeSent]: new Date().toISOString(),
+    [Headers.TimeSent]: new Date(options.now ?? systemClock.now()).toISOString(),
     [Headers.ContentType]: JSON_CONTENT_TYPE,
     [Headers.TraceParent]: traceParent(incoming?.[Headers.TraceParent]),
   };

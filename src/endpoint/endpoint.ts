@@ -21,6 +21,7 @@
  * starts once: start() after stop() fails with SY_ERR_NOT_RUNNING.
  */
 import { hostname } from 'node:os';
+import { systemClock, type Clock } from '../core/clock.js';
 import type { Handler, MessageSender, PublishOptions, SendOptions } from '../core/context.js';
 import { DEFAULT_LIMITS, type MessageLimits } from '../core/envelope.js';
 import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -72,6 +73,8 @@ export interface EndpointOptions {
   /** Your own pipeline steps, each before or after a built-in step (see docs/pipeline.md). */
   behaviours?: readonly Behaviour[];
   logger?: Logger;
+  /** Where the endpoint reads time: deferred sends, delayed retries, time stamps (default: the system clock; the test kit passes a virtual one). */
+  clock?: Clock;
   /**
    * How long `stop({ signal })` waits, after the signal aborts, for handlers that ignore their
    * own abort signal (default 10 000 ms); then it returns and their messages come back by lease.
@@ -143,6 +146,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
   const router = new Router(options.routes);
   const features = options.features ?? [];
   const limits: MessageLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const clock = options.clock ?? systemClock;
   const concurrency = options.concurrency ?? 8;
   const recoverability = recoverabilityConfig(options.recoverability);
   checkName('Error queue (option `recoverability.errorQueue`)', recoverability.errorQueue);
@@ -174,6 +178,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     router,
     features,
     limits,
+    clock,
     logger,
     handlers,
     recoverability,
@@ -187,6 +192,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
     transport,
     registry,
     logger,
+    clock,
     concurrency,
     handledEvents: [...handlers.values()].map((h) => h[0]!.definition).filter((d): d is EventDefinition => d.kind === 'event'),
     routeOf: (typeName) => router.find(typeName),
@@ -203,7 +209,7 @@ export function createEndpoint(options: EndpointOptions): Endpoint {
       prefetch = count;
     },
     controlMessage: (intent, headers, body = {}) =>
-      buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: publicAddress, causedBy: undefined, headers }, limits),
+      buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: publicAddress, causedBy: undefined, headers, now: clock.now() }, limits),
     dispatch: (batch) => transport.dispatch(batch),
   };
 

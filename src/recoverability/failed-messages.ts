@@ -14,6 +14,7 @@
  * them failed, the error queue holds them all under that id, and retry returns each to its own
  * failed queue.
  */
+import { systemClock } from '../core/clock.js';
 import { ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
 import { checkName, type Address } from '../core/identity.js';
 import type { Outgoing, QueueAdmin, Transport, TransportMessage } from '../core/transport.js';
@@ -108,7 +109,7 @@ export function failedMessages(transport: Transport, options: FailedMessagesOpti
   const errorQueue: Address = checkName('Error queue', options.errorQueue ?? 'error');
   const archiveQueue: Address = checkName('Archive queue', options.archiveQueue ?? `${errorQueue}.archive`);
   const pageSize = options.pageSize ?? 500;
-  const now = options.now ?? (() => new Date());
+  const now = options.now ?? (() => new Date(systemClock.now()));
 
   const requireErrorQueue = async (): Promise<QueueAdmin> => {
     const admin = adminOf(transport);

@@ -24,6 +24,7 @@ import { consoleLogger, type Logger } from '../core/logger.js';
 import type { QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { errorQueueHeaders } from '../recoverability/failure-headers.js';
 import { hostname } from 'node:os';
+import { systemClock, type Clock } from '../core/clock.js';
 import { controlAddress, parseReady, stampForward } from './distributor-protocol.js';
 import { DistributorState, type ReadyOutcome, type SlotRecord, type SlotTake, type StateChange, type WorkerView } from './distributor-state.js';
 import type { DistributorStore } from './distributor-store.js';
@@ -42,6 +43,8 @@ export interface DistributorOptions {
   batchSize?: number;
   /** The ownership lease: another distributor for this endpoint may take over this long after a crash (default 10000). */
   ownershipLeaseMs?: number;
+  /** Where worker timeouts and the ownership lease read time (default: the system clock). */
+  clock?: Clock;
 }
 
 export interface DistributorStatus {
@@ -68,6 +71,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   const endpoint = checkName('Distributor endpoint (option `endpoint`)', options.endpoint);
   const { transport, store } = options;
   const logger = options.logger ?? consoleLogger(`${endpoint} distributor`);
+  const clock = options.clock ?? systemClock;
   const timeoutMs = positive('workerTimeoutMs', options.workerTimeoutMs ?? 30_000);
   const leaseMs = positive('ownershipLeaseMs', options.ownershipLeaseMs ?? 10_000);
   const batchSize = positive('batchSize', options.batchSize ?? 64);
@@ -80,11 +84,11 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   await transport.open();
   for (const address of [data, control, errorQueue]) await transport.createQueue(address);
   await store.open();
-  await acquireOwnership(store, endpoint, owner, leaseMs, logger);
+  await acquireOwnership(store, endpoint, owner, leaseMs, logger, clock);
 
   const state = new DistributorState();
   const stored = await store.load(endpoint);
-  state.load(stored.workers, stored.slots, Date.now());
+  state.load(stored.workers, stored.slots, clock.now());
   logger.info(
     `distributing ${data} (control ${control}) on ${transport.name}: ${stored.workers.filter((w) => w.status === 'live').length} live worker(s), ` +
       `${state.freeCount()} free slot(s)`,
@@ -132,7 +136,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       failedQueue: receipt.address,
       identity,
       attempts: receipt.deliveryCount,
-      now: new Date(),
+      now: new Date(clock.now()),
     });
     return receipt.complete([{ destination: errorQueue, message: { id: receipt.message.id, headers, body: receipt.message.body } }]);
   };
@@ -141,7 +145,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     const changes: StateChange[] = [];
     const invalid = new Map<Receipt, Error>();
     const handBacks: Address[] = [];
-    const now = Date.now();
+    const now = clock.now();
     for (const receipt of receipts) {
       let outcome: ReadyOutcome;
       try {
@@ -167,7 +171,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       // Memory ran ahead of the store: go back to what is stored; the messages come again.
       logger.error(`saving distributor state failed (${asError(error).message}); reloading it, the control messages will be processed again`);
       const again = await store.load(endpoint);
-      state.load(again.workers, again.slots, Date.now());
+      state.load(again.workers, again.slots, clock.now());
       await Promise.allSettled(receipts.map((r) => r.abandon(100)));
       return;
     }
@@ -275,10 +279,10 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     if (receipts.length > 0) dispatchBatch(receipts);
   };
 
-  let claimedAt = Date.now();
+  let claimedAt = clock.now();
   const tick = async () => {
     await savePending();
-    const expired = state.expire(Date.now(), timeoutMs);
+    const expired = state.expire(clock.now(), timeoutMs);
     if (expired.dead.length > 0) {
       await store.save(endpoint, expired.changes);
       for (const worker of expired.dead) {
@@ -287,8 +291,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
         await handBack(worker, true);
       }
     }
-    if (Date.now() - claimedAt < leaseMs / 3) return;
-    claimedAt = Date.now();
+    if (clock.now() - claimedAt < leaseMs / 3) return;
+    claimedAt = clock.now();
     const claim = await store.claimOwnership(endpoint, owner, leaseMs);
     if (!claim.acquired) logger.error(`lost the ownership lease to ${claim.holder ?? 'another distributor'}; stop this distributor`);
   };
@@ -326,21 +330,21 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   };
 }
 
-async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger): Promise<void> {
+async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger, clock: Clock): Promise<void> {
   // A crashed predecessor's lease runs out by itself: wait for that, but not for a live one.
-  const deadline = Date.now() + leaseMs * 2;
+  const deadline = clock.now() + leaseMs * 2;
   let logged = false;
   for (;;) {
     const claim = await store.claimOwnership(endpoint, owner, leaseMs);
     if (claim.acquired) return;
-    if (Date.now() > deadline) {
+    if (clock.now() > deadline) {
       throw new SwitchyardError(ErrorCodes.DISTRIBUTOR_RUNNING, `A distributor for ${endpoint} already runs (${claim.holder ?? 'unknown'}).`, {
         fix: `Stop that distributor first; only one distributor may serve ${endpoint} on a store.`,
       });
     }
     if (!logged) logger.info(`waiting for the ownership lease of ${endpoint} held by ${claim.holder ?? 'another distributor'}`);
     logged = true;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, (claim.until ?? 0) - Date.now() + 5))));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, (claim.until ?? 0) - clock.now() + 5))));
   }
 }
 
