@@ -60,6 +60,10 @@ export const ErrorCodes = {
   DISTRIBUTOR_RUNNING: 'SY_ERR_DISTRIBUTOR_RUNNING',
   /** A message id is not in the queue an operation looked in (e.g. the error queue). */
   MESSAGE_NOT_FOUND: 'SY_ERR_MESSAGE_NOT_FOUND',
+  /** The test bus did not settle: a handler never finished, or a due message was never received. */
+  TEST_BUS_NOT_IDLE: 'SY_ERR_TEST_BUS_NOT_IDLE',
+  /** A test bus stopped with messages in an error queue that the test did not allow. */
+  TEST_BUS_FAILED_MESSAGES: 'SY_ERR_TEST_BUS_FAILED_MESSAGES',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

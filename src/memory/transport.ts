@@ -169,6 +169,9 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
     async peek(address, { offset, limit }) {
       return [...broker.queue(address)].sort((a, b) => a.seq - b.seq).slice(offset, offset + limit).map((m) => m.message);
     },
+    async schedule(address) {
+      return [...broker.queue(address)].sort((a, b) => a.seq - b.seq).map((m) => ({ message: m.message, visibleAt: m.visibleAt }));
+    },
     async take(address, ids, replacements) {
       const q = broker.queue(address);
       const wanted = new Set(ids);

@@ -16,6 +16,7 @@
  * seq, so a (seq, lease_token) pair names one lease of one message, once: a holder paused past
  * its lease can never settle, renew or abandon a later lease, of its message or of another.
  */
+import { systemClock, type Clock } from '../core/clock.js';
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Address } from '../core/identity.js';
@@ -32,6 +33,8 @@ export interface SqliteTransportOptions extends SqliteOptions {
   leaseMs?: number;
   /** Fallback poll when no wake-up event arrives. */
   pollMs?: number;
+  /** Where visibility, leases and delays read time (default: the system clock; the test kit passes a virtual one). */
+  clock?: Clock;
 }
 
 const MIGRATIONS = [
@@ -108,6 +111,7 @@ function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): Transport
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const leaseMs = options.leaseMs ?? 30_000;
   const pollMs = options.pollMs ?? 250;
+  const clock = options.clock ?? systemClock;
   let db: Database.Database | undefined;
   let committer: GroupCommitter;
   let signals: QueueSignals;
@@ -162,7 +166,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
 
   /** Runs inside a transaction, after checkDestinations. */
   const insertAll = (batch: readonly Outgoing[]) => {
-    const now = Date.now();
+    const now = clock.now();
     for (const o of batch) {
       const q = o as QueueOutgoing;
       statements.insert.run(q.destination, q.message.id, JSON.stringify(q.message.headers), q.message.body, q.deliverAt ?? now);
@@ -198,19 +202,19 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
    * A read, outside any transaction: WAL readers never wait for the write lock. A receiver woken
    * by a signal for another queue, or asking again after an empty receive, takes no write lock.
    */
-  const anyVisible = (address: Address) => statements.anyVisible.get(address, Date.now()) !== undefined;
+  const anyVisible = (address: Address) => statements.anyVisible.get(address, clock.now()) !== undefined;
 
   /** Waits for a wake-up, the fallback poll or the next due message; true when `address` then has one. */
   const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal): Promise<boolean> => {
     const next = statements.nextVisible.get(address) as number | null;
-    const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
+    const untilDue = next === null ? Infinity : Math.max(0, next - clock.now());
     await waitForWake((wake) => signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
     return !closed && anyVisible(address);
   };
 
   const claim = async (address: Address, max: number): Promise<Receipt[]> => {
     const rows = await committer.run(() => {
-      const now = Date.now();
+      const now = clock.now();
       return statements.claim.all(now + leaseMs, address, now, max) as Row[];
     }, 'bookkeeping');
     rows.sort((a, b) => a.seq - b.seq);
@@ -220,7 +224,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const receiptFor = (address: Address, row: Row): Receipt => {
     const { seq, lease_token: token } = row;
     const message = toMessage(row);
-    const lease = leases.hold(() => committer.run(() => statements.renew.run(Date.now() + leaseMs, seq, token).changes === 1, 'bookkeeping'));
+    const lease = leases.hold(() => committer.run(() => statements.renew.run(clock.now() + leaseMs, seq, token).changes === 1, 'bookkeeping'));
     return {
       message,
       address,
@@ -239,7 +243,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       },
       async abandon(delayMs = 0) {
         lease.release();
-        await committer.run(() => statements.abandon.run(Date.now() + delayMs, seq, token), 'bookkeeping');
+        await committer.run(() => statements.abandon.run(clock.now() + delayMs, seq, token), 'bookkeeping');
         signals.notify([address]);
       },
     };
@@ -256,6 +260,11 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     },
     async queues() {
       return opened().prepare('SELECT name FROM sy_queues ORDER BY name').pluck().all() as string[];
+    },
+    async schedule(address) {
+      checkQueue(address);
+      const rows = opened().prepare('SELECT seq, id, headers, body, visible_at FROM sy_messages WHERE queue = ? ORDER BY seq').all(address) as (Row & { visible_at: number })[];
+      return rows.map((row) => ({ message: toMessage(row), visibleAt: row.visible_at }));
     },
     async peek(address, { offset, limit }) {
       checkQueue(address);
@@ -285,7 +294,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       const d = opened();
       const moved = await committer.run(() => {
         checkQueue(to);
-        const now = Date.now();
+        const now = clock.now();
         const sql = moveOptions.includeLeased
           ? 'UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ?'
           : 'UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ? AND (visible_at <= ? OR lease_token = 0)';
@@ -319,7 +328,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async createQueue(address) {
       checkAddress('Queue', address);
       opened();
-      statements.createQueue.run(address, Date.now());
+      statements.createQueue.run(address, clock.now());
       knownQueues.add(address);
     },
     async queueExists(address) {
@@ -349,7 +358,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       // Bookkeeping durability: a forward moves a message that is already durable; a power loss
       // can only undo it together with every later commit, leaving the message in `from`.
       const moved = await committer.run(() => {
-        const rows = statements.visible.all(from, Date.now(), max) as Row[];
+        const rows = statements.visible.all(from, clock.now(), max) as Row[];
         return replaceRows(rows, (message) => {
           const copy = route(message);
           return copy && [copy];
