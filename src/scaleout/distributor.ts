@@ -43,7 +43,7 @@ export interface DistributorOptions {
   batchSize?: number;
   /** The ownership lease: another distributor for this endpoint may take over this long after a crash (default 10000). */
   ownershipLeaseMs?: number;
-  /** Where worker timeouts and the ownership lease read time (default: the system clock). */
+  /** Where worker timeouts read time (default: the system clock). The ownership lease is on the store's clock. */
   clock?: Clock;
 }
 
@@ -84,7 +84,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   await transport.open();
   for (const address of [data, control, errorQueue]) await transport.createQueue(address);
   await store.open();
-  await acquireOwnership(store, endpoint, owner, leaseMs, logger, clock);
+  await acquireOwnership(store, endpoint, owner, leaseMs, logger);
 
   const state = new DistributorState();
   const stored = await store.load(endpoint);
@@ -279,7 +279,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     if (receipts.length > 0) dispatchBatch(receipts);
   };
 
-  let claimedAt = clock.now();
+  let claimedAt = systemClock.now(); // the ownership lease: the store's clock (see acquireOwnership)
   const tick = async () => {
     await savePending();
     const expired = state.expire(clock.now(), timeoutMs);
@@ -291,8 +291,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
         await handBack(worker, true);
       }
     }
-    if (clock.now() - claimedAt < leaseMs / 3) return;
-    claimedAt = clock.now();
+    if (systemClock.now() - claimedAt < leaseMs / 3) return;
+    claimedAt = systemClock.now();
     const claim = await store.claimOwnership(endpoint, owner, leaseMs);
     if (!claim.acquired) logger.error(`lost the ownership lease to ${claim.holder ?? 'another distributor'}; stop this distributor`);
   };
@@ -330,7 +330,9 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   };
 }
 
-async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger, clock: Clock): Promise<void> {
+async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger): Promise<void> {
+  // The ownership lease is kept in the store, on the store's (system) clock, not the distributor's.
+  const clock = systemClock;
   // A crashed predecessor's lease runs out by itself: wait for that, but not for a live one.
   const deadline = clock.now() + leaseMs * 2;
   let logged = false;
