@@ -104,7 +104,16 @@ function failedMessagesError(errors: readonly TransportMessage[]): SwitchyardErr
   );
 }
 
+async function errorQueueMessages(transport: Transport, errorQueues: ReadonlySet<string>): Promise<TransportMessage[]> {
+  const out: TransportMessage[] = [];
+  for (const q of errorQueues) if (await transport.queueExists(q)) out.push(...(await transport.admin!.peek(q, { offset: 0, limit: 10_000 })));
+  return out;
+}
+
 export function testBus(endpoints: readonly TestEndpointOptions[], options: TestBusOptions = {}): TestBus {
+  if (endpoints.some((e) => e.name === CLIENT)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `The test bus has its own send-only endpoint named ${CLIENT}; an endpoint of the test has that name too.`, { fix: 'Rename that endpoint.' });
+  }
   const start = options.startAt instanceof Date ? options.startAt.getTime() : options.startAt;
   const clock = new VirtualClock(start);
   const errorQueues = new Set(endpoints.map((e) => e.recoverability?.errorQueue ?? 'error'));
@@ -115,11 +124,7 @@ export function testBus(endpoints: readonly TestEndpointOptions[], options: Test
   const timeoutMs = options.idleTimeoutMs ?? 5000;
 
   const view = (): BusView => ({ admin: admin!.queues, clock, recorder, wake, timeoutMs });
-  const failed = async () => {
-    const out: TransportMessage[] = [];
-    for (const q of errorQueues) if (await admin!.transport.queueExists(q)) out.push(...(await admin!.queues.peek(q, { offset: 0, limit: 10_000 })));
-    return out;
-  };
+  const failed = () => errorQueueMessages(admin!.transport, errorQueues);
   const requireStarted = () => {
     if (!admin) throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The test bus is not started.', { fix: 'await bus.start() first.' });
   };

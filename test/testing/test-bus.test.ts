@@ -3,13 +3,15 @@
  * delivered by advance(), in due order, on the memory broker and on a real SQLite file alike.
  */
 import { describe, expect, it } from 'vitest';
-import { defineCommand, ErrorCodes, handle, Headers } from '../../src/index.js';
+import { defineCommand, defineEvent, ErrorCodes, handle, Headers, memorySubscriptionStore, subscriptions } from '../../src/index.js';
 import { testBus, type TestBusOptions, type TestEndpointOptions } from '../../src/testing/index.js';
 
 const PlaceOrder = defineCommand<{ orderId: string; amount: number }>('Sales.PlaceOrder');
 const ChargeCard = defineCommand<{ orderId: string; amount: number }>('Billing.ChargeCard');
 const CardCharged = defineCommand<{ orderId: string; chargedAt: string }>('Sales.CardCharged');
 const CancelIfUnpaid = defineCommand<{ orderId: string }>('Sales.CancelIfUnpaid');
+
+const OrderPlaced = defineEvent<{ orderId: string }>('Sales.OrderPlaced');
 
 const HOUR = 3_600_000;
 
@@ -113,6 +115,27 @@ describe.each<TestBusOptions['transport']>(['memory', 'sqlite'])('test bus on %s
     await bus.stop();
   });
 
+  it('records a published event with each subscriber it went to and the endpoint that handled it', async () => {
+    const bus = testBus(
+      [
+        { name: 'Sales', features: [subscriptions({ store: memorySubscriptionStore(), publishes: [OrderPlaced] })], handlers: [handle(PlaceOrder, (o, ctx) => ctx.publish(OrderPlaced, { orderId: o.orderId }))] },
+        { name: 'Billing', routes: { 'Sales.*': 'Sales' }, features: [subscriptions()], handlers: [handle(OrderPlaced, () => undefined)] },
+        { name: 'Shipping', routes: { 'Sales.*': 'Sales' }, features: [subscriptions()], handlers: [handle(OrderPlaced, () => undefined)] },
+      ],
+      { transport },
+    );
+    await bus.start();
+    const session = await bus.track(() => bus.send(PlaceOrder, { orderId: 'o-5', amount: 2 }));
+    expect(session.published(OrderPlaced).map((m) => [m.endpoint, m.queue, m.body.orderId]).sort()).toEqual([
+      ['Sales', 'Billing', 'o-5'],
+      ['Sales', 'Shipping', 'o-5'],
+    ]);
+    expect(session.handled(OrderPlaced).map((m) => m.endpoint).sort()).toEqual(['Billing', 'Shipping']);
+    // Subscribe messages are the bus's own: not in the session, not in sent().
+    expect(session.sent().map((m) => m.type)).toEqual(['Sales.PlaceOrder']);
+    await bus.stop();
+  });
+
   it('fails runUntilIdle naming the message still in flight when a handler never finishes', async () => {
     let release!: () => void;
     const stuck = new Promise<void>((resolve) => (release = resolve));
@@ -136,5 +159,6 @@ describe('test bus input', () => {
     await expect(bus.advance(-1)).rejects.toMatchObject({ code: ErrorCodes.CONFIG });
     expect(() => bus.endpoint('Shipping')).toThrow(/No endpoint named Shipping in this test bus; it has Sales, TestBus/);
     await bus.stop();
+    expect(() => testBus([{ name: 'TestBus' }])).toThrow(expect.objectContaining({ code: ErrorCodes.CONFIG }));
   });
 });
