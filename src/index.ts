@@ -24,6 +24,8 @@ export type { HeaderMap, Intent, MessageIntent } from './core/headers.js';
 export { INCOMING_STEPS, OUTGOING_STEPS } from './core/pipeline.js';
 export type { Behaviour, IncomingContext, IncomingStepName, OutgoingContext, OutgoingStepName, Step } from './core/pipeline.js';
 export { consoleLogger, silentLogger } from './core/logger.js';
+export { systemClock } from './core/clock.js';
+export type { Clock } from './core/clock.js';
 export type { Logger } from './core/logger.js';
 export type { Address, EndpointName, InstanceIdentity } from './core/identity.js';
 export type { Routes } from './core/routing.js';
