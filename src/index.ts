@@ -26,6 +26,8 @@ export { HANDLER_STEPS, INCOMING_STEPS, OUTGOING_STEPS } from './core/pipeline.j
 export type { Behaviour, HandlerInvocation, HandlerStepName, IncomingContext, IncomingStepName, OutgoingContext, OutgoingStepName, Settlement, Step } from './core/pipeline.js';
 export { consoleLogger, lineLogger, silentLogger, withFields } from './core/logger.js';
 export type { LogFields, Logger, LogLevel, LogMethod } from './core/logger.js';
+export { systemClock } from './core/clock.js';
+export type { Clock } from './core/clock.js';
 export type { Address, EndpointName, InstanceIdentity } from './core/identity.js';
 export type { Routes } from './core/routing.js';
 export type { MessageLimits } from './core/envelope.js';

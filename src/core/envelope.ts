@@ -3,6 +3,7 @@
  * is untrusted: sizes are checked before parsing, type names only select registered
  * definitions, and a body that could poison prototypes is refused, never altered.
  */
+import { systemClock } from './clock.js';
 import { ErrorCodes, SwitchyardError } from './errors.js';
 import { Headers, JSON_CONTENT_TYPE, type HeaderMap, type Intent } from './headers.js';
 import { traceParent, uuidv7 } from './ids.js';
@@ -124,6 +125,8 @@ export interface BuildOptions {
   readonly messageId?: string;
   readonly correlationId?: string;
   readonly headers?: HeaderMap;
+  /** Epoch ms for the time-sent header (the endpoint's clock); the system clock when absent. */
+  readonly now?: number;
 }
 
 /**
@@ -147,7 +150,7 @@ export function stampHeaders(headers: HeaderMap, types: readonly string[], optio
   headers[Headers.OriginatingEndpoint] = options.identity.endpoint;
   headers[Headers.OriginatingInstance] = options.identity.id;
   headers[Headers.OriginatingHost] = options.identity.host;
-  headers[Headers.TimeSent] = new Date().toISOString();
+  headers[Headers.TimeSent] = new Date(options.now ?? systemClock.now()).toISOString();
   headers[Headers.ContentType] = JSON_CONTENT_TYPE;
   headers[Headers.TraceParent] = traceParent(incoming?.[Headers.TraceParent]);
   const traceState = incoming?.[Headers.TraceState];

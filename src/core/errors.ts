@@ -68,6 +68,10 @@ export const ErrorCodes = {
   NOT_SUBSCRIBED: 'SY_ERR_NOT_SUBSCRIBED',
   /** An optional peer dependency (a broker or database client) is not installed. */
   PACKAGE_MISSING: 'SY_ERR_PACKAGE_MISSING',
+  /** The test bus did not settle: a handler never finished, or a due message was never received. */
+  TEST_BUS_NOT_IDLE: 'SY_ERR_TEST_BUS_NOT_IDLE',
+  /** A test bus stopped with messages in an error queue that the test did not allow. */
+  TEST_BUS_FAILED_MESSAGES: 'SY_ERR_TEST_BUS_FAILED_MESSAGES',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

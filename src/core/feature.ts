@@ -4,6 +4,7 @@
  * `createEndpoint({ features: [...] })`; the endpoint calls its hooks at fixed points, listed
  * in src/endpoint/endpoint.ts.
  */
+import type { Clock } from './clock.js';
 import type { HeaderMap, Intent } from './headers.js';
 import type { Address, EndpointName, InstanceIdentity } from './identity.js';
 import type { Logger } from './logger.js';
@@ -16,6 +17,8 @@ export interface FeatureHost {
   readonly transport: Transport;
   readonly registry: MessageRegistry;
   readonly logger: Logger;
+  /** The endpoint's clock: features read time through it (the test kit's is virtual). */
+  readonly clock: Clock;
   /** Most messages this instance handles at once (the endpoint's `concurrency`). */
   readonly concurrency: number;
   /** Events this endpoint has handlers for (what it auto-subscribes to). */

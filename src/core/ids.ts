@@ -5,6 +5,7 @@
  * steps back, the 12-bit rand_a field counts up from a random start; when it runs out, the
  * timestamp moves one millisecond ahead of the clock until the clock catches up.
  */
+import { systemClock } from './clock.js';
 // Random bytes come from a pool refilled 4 KiB at a time, read in place: one getRandomValues
 // call and one small array per id were a measurable share of the send path.
 const pool = Buffer.alloc(4096);
@@ -31,7 +32,7 @@ function hex(at: number, n: number): string {
 export function createUuidV7(): (now?: number) => string {
   let lastMs = -1;
   let counter = 0;
-  return (now = Date.now()) => {
+  return (now = systemClock.now()) => {
     const r = draw(10);
     if (now > lastMs) {
       lastMs = now;

@@ -17,6 +17,7 @@
  * instead of waiting for a receive, which on SQLite is a turn at the write lock. Held messages go
  * back to their queue (abandoned) when the pump stops.
  */
+import { systemClock } from './clock.js';
 import type { Address } from './identity.js';
 import { sleep } from './leases.js';
 import type { Logger } from './logger.js';
@@ -120,13 +121,13 @@ export class Pump {
         receipts = await transport.receive(address, { max: room, waitMs: this.options.receiveWaitMs ?? 1000, signal });
         if (backoffMs > 0) logger.info(`receiving from ${address} again after an error`);
         backoffMs = 0;
-        this.lastReceiveAt = Date.now();
+        this.lastReceiveAt = systemClock.now();
         if (receipts.length > 0) this.lastMessageAt = this.lastReceiveAt;
         this.receiveError = undefined;
       } catch (error) {
         if (signal.aborted) break;
         if (backoffMs === 0) logger.error({ err: error }, `receiving from ${address} failed, retrying with backoff: ${(error as Error).message}`);
-        this.receiveError ??= { message: (error as Error).message, since: Date.now() };
+        this.receiveError ??= { message: (error as Error).message, since: systemClock.now() };
         backoffMs = Math.min(5000, Math.max(50, backoffMs * 2));
         await sleep(backoffMs, signal);
         continue;

@@ -108,6 +108,17 @@ export interface QueueAdmin {
   take(address: Address, ids: readonly string[], replacements?: (message: TransportMessage) => Outgoing[]): Promise<string[]>;
   /** Moves the messages of `from` that no consumer holds (all of them with `includeLeased`) to `to`. Returns how many. */
   moveAll(from: Address, to: Address, options?: { includeLeased?: boolean }): Promise<number>;
+  /**
+   * Every message in a queue with the time (the transport's clock, epoch ms) it is visible from,
+   * oldest first; a held message shows its lease expiry. For the test kit, which moves virtual
+   * time to the next due message; transports that cannot say leave it out.
+   */
+  schedule?(address: Address): Promise<ScheduledMessage[]>;
+}
+
+export interface ScheduledMessage {
+  readonly message: TransportMessage;
+  readonly visibleAt: number;
 }
 
 export interface Transport {

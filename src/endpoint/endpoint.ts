@@ -21,6 +21,7 @@
  * starts once: start() after stop() fails with SY_ERR_NOT_RUNNING.
  */
 import { hostname } from 'node:os';
+import { systemClock } from '../core/clock.js';
 import type { Handler, MessageSender } from '../core/context.js';
 import { buildMessage, DEFAULT_LIMITS } from '../core/envelope.js';
 import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -187,6 +188,7 @@ class EndpointInstance implements Endpoint {
       recoverability,
       controlFeatures: claimControlKinds(options.features ?? []),
       invokeHandler: pipelines.handler,
+      clock: options.clock ?? systemClock,
       outbox: options.outbox,
       publicAddress: () => this.#publicAddress,
       outgoing: pipelines.outgoing,
@@ -340,13 +342,14 @@ class EndpointInstance implements Endpoint {
 
   /** What features see of the endpoint (src/core/feature.ts). */
   #featureHost(): FeatureHost {
-    const { identity, transport, registry, logger, router, handlers, limits } = this.#deps;
+    const { identity, transport, registry, logger, router, handlers, limits, clock } = this.#deps;
     const endpoint = this;
     return {
       identity,
       transport,
       registry,
       logger,
+      clock,
       concurrency: this.#options.concurrency ?? 8,
       handledEvents: [...handlers.values()].map((h) => h[0]!.definition).filter((d): d is EventDefinition => d.kind === 'event'),
       routeOf: (typeName) => router.find(typeName),
@@ -363,7 +366,7 @@ class EndpointInstance implements Endpoint {
         endpoint.#prefetch = count;
       },
       controlMessage: (intent, headers, body = {}) =>
-        buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: this.#publicAddress, causedBy: undefined, headers }, limits),
+        buildMessage(controlDefinition(intent), body, { intent, identity, replyTo: this.#publicAddress, causedBy: undefined, headers, now: clock.now() }, limits),
       dispatch: (batch) => transport.dispatch(batch),
     };
   }

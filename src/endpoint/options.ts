@@ -6,6 +6,7 @@ import type { EndpointFeature } from '../core/feature.js';
 import { checkName } from '../core/identity.js';
 import type { Logger } from '../core/logger.js';
 import type { MessageDefinition } from '../core/messages.js';
+import type { Clock } from '../core/clock.js';
 import type { Behaviour } from '../core/pipeline.js';
 import type { Outbox } from '../outbox/outbox.js';
 import type { Routes } from '../core/routing.js';
@@ -51,6 +52,8 @@ export interface EndpointOptions {
   /** Your own pipeline steps, each before or after a built-in step (see docs/pipeline.md). */
   behaviours?: readonly Behaviour[];
   logger?: Logger;
+  /** Where the endpoint reads time: deferred sends, delayed retries, time stamps (default: the system clock; the test kit passes a virtual one). */
+  clock?: Clock;
   /**
    * How long `stop({ signal })` waits, after the signal aborts, for handlers that ignore their
    * own abort signal (default 10 000 ms); then it returns and their messages come back by lease.

@@ -8,6 +8,7 @@
  *              commit), outside one to the transport now
  * with the endpoint's outgoing behaviours placed among them (src/core/pipeline.ts).
  */
+import type { Clock } from '../core/clock.js';
 import type { PublishOptions, SendOptions } from '../core/context.js';
 import { checkBodySize, stampHeaders, type MessageLimits } from '../core/envelope.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
@@ -27,6 +28,8 @@ export interface OutgoingDeps {
   router: Router;
   features: readonly EndpointFeature[];
   limits: MessageLimits;
+  /** What deferred sends and the time-sent header read (src/core/clock.ts). */
+  clock: Clock;
   publicAddress(): Address;
   /** The outgoing pipeline, composed once per endpoint (`outgoingPipeline`). */
   outgoing: (context: OutgoingMessage) => Promise<void>;
@@ -40,7 +43,7 @@ function wrongIntent(definition: MessageDefinition, attempted: string, instead: 
   );
 }
 
-function deliverAtOf(options: SendOptions | undefined, transport: Transport): number | undefined {
+function deliverAtOf(options: SendOptions | undefined, { transport, clock }: OutgoingDeps): number | undefined {
   if (!options) return undefined;
   const at =
     options.deliverAt !== undefined
@@ -48,7 +51,7 @@ function deliverAtOf(options: SendOptions | undefined, transport: Transport): nu
         ? options.deliverAt
         : options.deliverAt.getTime()
       : options.delayMs !== undefined
-        ? Date.now() + options.delayMs
+        ? clock.now() + options.delayMs
         : undefined;
   if (at === undefined) return undefined;
   if (!Number.isFinite(at)) {
@@ -144,7 +147,7 @@ const route: PipelineStep<OutgoingMessage> = {
         break;
       case 'publish':
         if (definition.kind !== 'event') throw wrongIntent(definition, 'publish', 'Send commands and messages with send(); define events with defineEvent().');
-        ctx.deliverAt = deliverAtOf(options, deps.transport);
+        ctx.deliverAt = deliverAtOf(options, deps);
         return publishDestinations(deps, definition).then((destinations) => {
           ctx.destinations = destinations;
           return next();
@@ -153,7 +156,7 @@ const route: PipelineStep<OutgoingMessage> = {
         ctx.destinations = [{ destination: replyAddress(ctx) }];
         break;
     }
-    ctx.deliverAt = deliverAtOf(options, deps.transport);
+    ctx.deliverAt = deliverAtOf(options, deps);
     return next();
   },
 };
@@ -175,6 +178,7 @@ const headers: PipelineStep<OutgoingMessage> = {
       causedBy: ctx.incoming && { messageId: ctx.incoming.id, headers: ctx.incoming.headers },
       messageId: options?.messageId,
       correlationId: options?.correlationId,
+      now: deps.clock.now(),
     });
     return next();
   },

@@ -48,7 +48,8 @@ export class MemoryBroker {
     return q;
   }
 
-  enqueue(batch: readonly Outgoing[]): void {
+  /** `deliveryCounts[i]`: deliveries message i already had (a move keeps them; new sends have none). */
+  enqueue(batch: readonly Outgoing[], deliveryCounts?: readonly number[]): void {
     // Check every destination first so a batch is all-or-nothing.
     const targets = batch.map((o) => {
       if (isTopicOutgoing(o)) {
@@ -58,7 +59,7 @@ export class MemoryBroker {
     });
     const now = this.clock.now();
     batch.forEach((o, i) => {
-      targets[i]!.push({ seq: ++this.seq, message: o.message, visibleAt: o.deliverAt ?? now, token: 0, deliveryCount: 0 });
+      targets[i]!.push({ seq: ++this.seq, message: o.message, visibleAt: o.deliverAt ?? now, token: 0, deliveryCount: deliveryCounts?.[i] ?? 0 });
     });
     for (const o of batch) if (!isTopicOutgoing(o)) this.wake(o.destination);
   }
@@ -168,6 +169,9 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
     async peek(address, { offset, limit }) {
       return [...broker.queue(address)].sort((a, b) => a.seq - b.seq).slice(offset, offset + limit).map((m) => m.message);
     },
+    async schedule(address) {
+      return [...broker.queue(address)].sort((a, b) => a.seq - b.seq).map((m) => ({ message: m.message, visibleAt: m.visibleAt }));
+    },
     async take(address, ids, replacements) {
       const q = broker.queue(address);
       const wanted = new Set(ids);
@@ -180,7 +184,10 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
       const source = broker.queue(from);
       const now = clock.now();
       const moving = source.filter((m) => moveOptions.includeLeased || m.visibleAt <= now || m.token === 0);
-      broker.enqueue(moving.map((m) => ({ destination: to, message: m.message })));
+      broker.enqueue(
+        moving.map((m) => ({ destination: to, message: m.message })),
+        moving.map((m) => m.deliveryCount),
+      );
       for (const m of moving) source.splice(source.indexOf(m), 1);
       return moving.length;
     },

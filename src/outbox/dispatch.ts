@@ -3,6 +3,7 @@
  * does the same for records whose writer died (or could not reach the broker) once their claim
  * has run out, on whichever instance is alive.
  */
+import { systemClock } from '../core/clock.js';
 import { asError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Transport } from '../core/transport.js';
@@ -72,9 +73,9 @@ export class DurabilityAgent {
       if (records.length < 100 || this.#stopped) break;
     }
     if (sent > 0) this.logger.info(`outbox: dispatched ${sent} record(s) whose writer did not`);
-    if (Date.now() - this.#lastPrune >= Math.min(this.outbox.inboxRetentionMs, 3_600_000)) {
-      this.#lastPrune = Date.now();
-      await store.pruneInbox(Date.now() - this.outbox.inboxRetentionMs);
+    if (systemClock.now() - this.#lastPrune >= Math.min(this.outbox.inboxRetentionMs, 3_600_000)) {
+      this.#lastPrune = systemClock.now();
+      await store.pruneInbox(systemClock.now() - this.outbox.inboxRetentionMs);
     }
     return sent;
   }

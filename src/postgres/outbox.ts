@@ -38,25 +38,48 @@ function migrations(s: string): string[] {
   ];
 }
 
+/** Runs `work` on one client between BEGIN and COMMIT (ROLLBACK when it throws). */
+async function transactionOn<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const value = await work(client);
+    await client.query('COMMIT');
+    return value;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** The unit of work's side of the outbox: the inbox row and the outbox record, on the transaction's client. */
+function outboxTransaction(client: pg.PoolClient, s: string, owner: string, leaseMs: number, records: OutboxRecord[]): OutboxTransaction {
+  return {
+    session: new PostgresUnitOfWork(client),
+    async markProcessed(endpoint, messageId) {
+      // A concurrent copy holding the same key makes this wait for its commit or rollback.
+      const inserted = await client.query(`INSERT INTO ${s}.inbox (endpoint, message_id, processed_at) VALUES ($1, $2, ${NOW_MS}) ON CONFLICT DO NOTHING`, [endpoint, messageId]);
+      return inserted.rowCount === 1;
+    },
+    async store(batch) {
+      if (batch.length === 0) return;
+      const { rows } = await client.query<{ id: string }>(
+        `INSERT INTO ${s}.outbox (batch, claimed_by, claim_token, claimed_until, created_at) VALUES ($1::jsonb, $2, 1, ${NOW_MS} + $3, ${NOW_MS}) RETURNING id`,
+        [JSON.stringify(batch), owner, leaseMs],
+      );
+      records.push({ id: String(rows[0]!.id), token: 1, batch });
+    },
+  };
+}
+
 export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxStore {
   const s = quotedSchema(options.schema);
   const { pool, owned } = poolFor(options, 'postgresOutbox');
   const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
 
-  const inTransaction = async <T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      const value = await work(client);
-      await client.query('COMMIT');
-      return value;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  };
+  const inTransaction = <T>(work: (client: pg.PoolClient) => Promise<T>) => transactionOn(pool, work);
 
   // Every dispatched record is removed: one DELETE for all the removals of a turn, not one each.
   const removeAll = coalesced(async (records: OutboxRecord[]) => {
@@ -82,25 +105,7 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
     },
     async transaction(owner, leaseMs, work) {
       const records: OutboxRecord[] = [];
-      const value = await inTransaction(async (client) => {
-        const tx: OutboxTransaction = {
-          session: new PostgresUnitOfWork(client),
-          async markProcessed(endpoint, messageId) {
-            // A concurrent copy holding the same key makes this wait for its commit or rollback.
-            const inserted = await client.query(`INSERT INTO ${s}.inbox (endpoint, message_id, processed_at) VALUES ($1, $2, ${NOW_MS}) ON CONFLICT DO NOTHING`, [endpoint, messageId]);
-            return inserted.rowCount === 1;
-          },
-          async store(batch) {
-            if (batch.length === 0) return;
-            const { rows } = await client.query<{ id: string }>(
-              `INSERT INTO ${s}.outbox (batch, claimed_by, claim_token, claimed_until, created_at) VALUES ($1::jsonb, $2, 1, ${NOW_MS} + $3, ${NOW_MS}) RETURNING id`,
-              [JSON.stringify(batch), owner, leaseMs],
-            );
-            records.push({ id: String(rows[0]!.id), token: 1, batch });
-          },
-        };
-        return work(tx);
-      });
+      const value = await inTransaction((client) => work(outboxTransaction(client, s, owner, leaseMs, records)));
       return { value, records, duplicate: false };
     },
     async claimExpired(owner, leaseMs, max) {

@@ -14,6 +14,7 @@
  * them failed, the error queue holds them all under that id, and retry returns each to its own
  * failed queue.
  */
+import { systemClock } from '../core/clock.js';
 import { ErrorCodes, isSwitchyardError, SwitchyardError } from '../core/errors.js';
 import { checkName, type Address } from '../core/identity.js';
 import type { Outgoing, QueueAdmin, Transport, TransportMessage } from '../core/transport.js';
@@ -216,7 +217,7 @@ function archiveMove(archiveQueue: Address, at: Date): Move {
 export function failedMessages(transport: Transport, options: FailedMessagesOptions = {}): FailedMessages {
   const errorQueue: Address = checkName('Error queue', options.errorQueue ?? 'error');
   const archiveQueue: Address = checkName('Archive queue', options.archiveQueue ?? `${errorQueue}.archive`);
-  const now = options.now ?? (() => new Date());
+  const now = options.now ?? (() => new Date(systemClock.now()));
   const scope: ErrorQueueScope = { transport, errorQueue, pageSize: options.pageSize ?? 500 };
   const matching = async (filter: FailedMessageFilter) => {
     const ids: string[] = [];

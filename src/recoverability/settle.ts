@@ -91,8 +91,8 @@ async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
       case 'delayed': {
         const round = delayedRoundOf(message.headers) + 1;
         logger.warn({ err: error }, `${where} failed (${error.message}); delayed retry ${round} in ${action.delayMs} ms`);
-        const retry = { id: message.id, headers: delayedRetryHeaders(message.headers, round, new Date()), body: message.body };
-        await complete(ctx, [{ destination: returnAddress, message: retry, deliverAt: Date.now() + action.delayMs }], 'delayed-retry');
+        const retry = { id: message.id, headers: delayedRetryHeaders(message.headers, round, new Date(deps.clock.now())), body: message.body };
+        await complete(ctx, [{ destination: returnAddress, message: retry, deliverAt: deps.clock.now() + action.delayMs }], 'delayed-retry');
         ctx.settlement = { outcome: 'delayed-retry', error, delayMs: action.delayMs };
         return;
       }
@@ -103,7 +103,7 @@ async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
         return;
       case 'error': {
         logger.error({ err: error }, `${where} moved to ${deps.recoverability.errorQueue}: ${error.message}`);
-        const headers = errorQueueHeaders(message.headers, { error, reason: action.reason, failedQueue: returnAddress, identity: deps.identity, attempts, now: new Date() });
+        const headers = errorQueueHeaders(message.headers, { error, reason: action.reason, failedQueue: returnAddress, identity: deps.identity, attempts, now: new Date(deps.clock.now()) });
         await complete(ctx, [{ destination: deps.recoverability.errorQueue, message: { id: message.id, headers, body: message.body } }], 'error');
         ctx.settlement = { outcome: 'error-queue', error };
         return;

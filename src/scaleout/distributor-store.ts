@@ -4,6 +4,7 @@
  * in one transaction. Implementations: memoryDistributorStore (tests, in-process) and
  * sqliteDistributorStore (src/sqlite/distributor-store.ts).
  */
+import { systemClock } from '../core/clock.js';
 import type { EndpointName } from '../core/identity.js';
 import type { SlotRecord, StateChange, WorkerRecord } from './distributor-state.js';
 
@@ -71,7 +72,7 @@ export function memoryDistributorStore(): DistributorStore {
     },
     async claimOwnership(endpoint, owner, leaseMs) {
       const e = of(endpoint);
-      const now = Date.now();
+      const now = systemClock.now();
       if (e.owner && e.owner.owner !== owner && e.owner.until > now) return { acquired: false, holder: e.owner.owner, until: e.owner.until };
       e.owner = { owner, until: now + leaseMs };
       return { acquired: true };

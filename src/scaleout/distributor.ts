@@ -24,6 +24,7 @@ import { consoleLogger, type Logger } from '../core/logger.js';
 import type { QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
 import { errorQueueHeaders } from '../recoverability/failure-headers.js';
 import { hostname } from 'node:os';
+import { systemClock, type Clock } from '../core/clock.js';
 import { controlAddress, parseReady, stampForward } from './distributor-protocol.js';
 import { DistributorState, type ReadyOutcome, type SlotRecord, type SlotTake, type StateChange, type WorkerView } from './distributor-state.js';
 import type { DistributorStore } from './distributor-store.js';
@@ -42,6 +43,8 @@ export interface DistributorOptions {
   batchSize?: number;
   /** The ownership lease: another distributor for this endpoint may take over this long after a crash (default 10000). */
   ownershipLeaseMs?: number;
+  /** Where worker timeouts read time (default: the system clock). The ownership lease is on the store's clock. */
+  clock?: Clock;
 }
 
 export interface DistributorStatus {
@@ -70,6 +73,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   const endpoint = checkName('Distributor endpoint (option `endpoint`)', options.endpoint);
   const { transport, store } = options;
   const logger = options.logger ?? consoleLogger(`${endpoint} distributor`);
+  const clock = options.clock ?? systemClock;
   const timeoutMs = positive('workerTimeoutMs', options.workerTimeoutMs ?? 30_000);
   const leaseMs = positive('ownershipLeaseMs', options.ownershipLeaseMs ?? 10_000);
   const batchSize = positive('batchSize', options.batchSize ?? 64);
@@ -86,7 +90,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
 
   const state = new DistributorState();
   const stored = await store.load(endpoint);
-  state.load(stored.workers, stored.slots, Date.now());
+  state.load(stored.workers, stored.slots, clock.now());
   logger.info(
     `distributing ${data} (control ${control}) on ${transport.name}: ${stored.workers.filter((w) => w.status === 'live').length} live worker(s), ` +
       `${state.freeCount()} free slot(s)`,
@@ -136,7 +140,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       failedQueue: receipt.address,
       identity,
       attempts: receipt.deliveryCount,
-      now: new Date(),
+      now: new Date(clock.now()),
     });
     return receipt.complete([{ destination: errorQueue, message: { id: receipt.message.id, headers, body: receipt.message.body } }]);
   };
@@ -145,7 +149,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     const changes: StateChange[] = [];
     const invalid = new Map<Receipt, Error>();
     const handBacks: Address[] = [];
-    const now = Date.now();
+    const now = clock.now();
     for (const receipt of receipts) {
       let outcome: ReadyOutcome;
       try {
@@ -173,7 +177,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       // Memory ran ahead of the store: go back to what is stored; the messages come again.
       logger.error(`saving distributor state failed (${asError(error).message}); reloading it, the control messages will be processed again`);
       const again = await store.load(endpoint);
-      state.load(again.workers, again.slots, Date.now());
+      state.load(again.workers, again.slots, clock.now());
       await Promise.allSettled(receipts.map((r) => r.abandon(100)));
       return;
     }
@@ -285,10 +289,10 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     if (receipts.length > 0) dispatchBatch(receipts);
   };
 
-  let claimedAt = Date.now();
+  let claimedAt = systemClock.now(); // the ownership lease: the store's clock (see acquireOwnership)
   const tick = async () => {
     await savePending();
-    const expired = state.expire(Date.now(), timeoutMs);
+    const expired = state.expire(clock.now(), timeoutMs);
     if (expired.dead.length > 0) {
       await store.save(endpoint, expired.changes);
       for (const worker of expired.dead) {
@@ -297,8 +301,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
         await handBack(worker, true);
       }
     }
-    if (Date.now() - claimedAt < leaseMs / 3) return;
-    claimedAt = Date.now();
+    if (systemClock.now() - claimedAt < leaseMs / 3) return;
+    claimedAt = systemClock.now();
     const claim = await store.claimOwnership(endpoint, owner, leaseMs);
     if (!claim.acquired) logger.error(`lost the ownership lease to ${claim.holder ?? 'another distributor'}; stop this distributor`);
   };
@@ -337,20 +341,22 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
 }
 
 async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger): Promise<void> {
+  // The ownership lease is kept in the store, on the store's (system) clock, not the distributor's.
+  const clock = systemClock;
   // A crashed predecessor's lease runs out by itself: wait for that, but not for a live one.
-  const deadline = Date.now() + leaseMs * 2;
+  const deadline = clock.now() + leaseMs * 2;
   let logged = false;
   for (;;) {
     const claim = await store.claimOwnership(endpoint, owner, leaseMs);
     if (claim.acquired) return;
-    if (Date.now() > deadline) {
+    if (clock.now() > deadline) {
       throw new SwitchyardError(ErrorCodes.DISTRIBUTOR_RUNNING, `A distributor for ${endpoint} already runs (${claim.holder ?? 'unknown'}).`, {
         fix: `Stop that distributor first; only one distributor may serve ${endpoint} on a store.`,
       });
     }
     if (!logged) logger.info(`waiting for the ownership lease of ${endpoint} held by ${claim.holder ?? 'another distributor'}`);
     logged = true;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, (claim.until ?? 0) - Date.now() + 5))));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, (claim.until ?? 0) - clock.now() + 5))));
   }
 }
 

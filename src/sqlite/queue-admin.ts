@@ -22,6 +22,9 @@ export function sqliteQueueAdmin(opened: () => OpenQueues): QueueAdmin {
     async queues() {
       return opened().table.queues();
     },
+    async schedule(address) {
+      return opened().table.schedule(address).map((row) => ({ message: toMessage(row), visibleAt: row.visible_at }));
+    },
     async peek(address, { offset, limit }) {
       return opened().table.peek(address, offset, limit).map(toMessage);
     },

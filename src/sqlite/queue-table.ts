@@ -5,6 +5,7 @@
  * lock. State transitions and fencing: see src/sqlite/transport.ts.
  */
 import type Database from 'better-sqlite3';
+import type { Clock } from '../core/clock.js';
 import type { Address } from '../core/identity.js';
 import { leaseLost, queueNotFound, topicsUnsupported } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
@@ -102,6 +103,7 @@ function prepare(d: Database.Database) {
     depth: d.prepare('SELECT COUNT(*) FROM sy_messages WHERE queue = ?').pluck(),
     queues: d.prepare('SELECT name FROM sy_queues ORDER BY name').pluck(),
     peek: d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?'),
+    schedule: d.prepare('SELECT seq, id, headers, body, visible_at FROM sy_messages WHERE queue = ? ORDER BY seq'),
     // One pass over the queue for all ids (there is no index on id: it would slow every send).
     // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
     // message id, or row-<seq>): such rows are selected too and matched on that id by the caller.
@@ -123,12 +125,20 @@ export class QueueTable {
   readonly #s: ReturnType<typeof prepare>;
   readonly #known = new Set<string>();
 
-  constructor(db: Database.Database) {
+  constructor(
+    db: Database.Database,
+    private readonly clock: Clock,
+  ) {
     this.#s = prepare(db);
   }
 
+  /** The transport's time: visibility, leases and delays are read against it. */
+  now(): number {
+    return this.clock.now();
+  }
+
   createQueue(address: Address): void {
-    this.#s.createQueue.run(address, Date.now());
+    this.#s.createQueue.run(address, this.clock.now());
     this.#known.add(address);
   }
 
@@ -152,7 +162,7 @@ export class QueueTable {
 
   /** In a transaction, after checkDestinations. */
   insertAll(batch: readonly Outgoing[]): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const o of batch) {
       const q = o as QueueOutgoing;
       this.#s.insert.run(q.destination, q.message.id, JSON.stringify(q.message.headers), q.message.body, q.deliverAt ?? now);
@@ -167,7 +177,7 @@ export class QueueTable {
 
   /** A plain read: a receiver woken for another queue, or asking again, takes no write lock. */
   anyVisible(address: Address): boolean {
-    return this.#s.anyVisible.get(address, Date.now()) !== undefined;
+    return this.#s.anyVisible.get(address, this.clock.now()) !== undefined;
   }
 
   /** When the earliest message of `address` is due (or was), null when it is empty. */
@@ -177,19 +187,19 @@ export class QueueTable {
 
   /** In a transaction: leases up to `max` visible messages for `leaseMs`, oldest first. */
   claim(address: Address, max: number, leaseMs: number): Row[] {
-    const now = Date.now();
+    const now = this.clock.now();
     const rows = this.#s.claim.all(now + leaseMs, address, now, max) as Row[];
     return rows.sort((a, b) => a.seq - b.seq);
   }
 
   /** In a transaction: false when the lease was lost. */
   renew(row: Row, leaseMs: number): boolean {
-    return this.#s.renew.run(Date.now() + leaseMs, row.seq, row.lease_token).changes === 1;
+    return this.#s.renew.run(this.clock.now() + leaseMs, row.seq, row.lease_token).changes === 1;
   }
 
   /** In a transaction: returns the message to its queue, due after `delayMs`, under a new lease token. */
   abandon(row: Row, delayMs: number): void {
-    this.#s.abandon.run(Date.now() + delayMs, row.seq, row.lease_token);
+    this.#s.abandon.run(this.clock.now() + delayMs, row.seq, row.lease_token);
   }
 
   /**
@@ -237,7 +247,7 @@ export class QueueTable {
 
   /** In a transaction: the visible messages of `from`, for forward (no lease taken). */
   visible(from: Address, max: number): Row[] {
-    return this.#s.visible.all(from, Date.now(), max) as Row[];
+    return this.#s.visible.all(from, this.clock.now(), max) as Row[];
   }
 
   depth(address: Address): number {
@@ -246,6 +256,12 @@ export class QueueTable {
 
   queues(): string[] {
     return this.#s.queues.all() as string[];
+  }
+
+  /** Every message of `address` with when it becomes visible (the test kit's view of what is due later). */
+  schedule(address: Address): (Row & { visible_at: number })[] {
+    this.checkQueue(address);
+    return this.#s.schedule.all(address) as (Row & { visible_at: number })[];
   }
 
   peek(address: Address, offset: number, limit: number): Row[] {
@@ -264,7 +280,7 @@ export class QueueTable {
   /** In a transaction: moves the messages no consumer holds (all with `includeLeased`); returns how many. */
   moveAll(from: Address, to: Address, includeLeased: boolean): number {
     this.checkQueue(to);
-    const now = Date.now();
+    const now = this.clock.now();
     return (includeLeased ? this.#s.moveAll.run(to, now, from) : this.#s.moveUnheld.run(to, now, from, now)).changes;
   }
 }

@@ -17,6 +17,7 @@
  * seq, so a (seq, lease_token) pair names one lease of one message, once: a holder paused past
  * its lease can never settle, renew or abandon a later lease, of its message or of another.
  */
+import { systemClock, type Clock } from '../core/clock.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
@@ -34,6 +35,8 @@ export interface SqliteTransportOptions extends SqliteOptions {
   leaseMs?: number;
   /** Fallback poll when no wake-up event arrives. */
   pollMs?: number;
+  /** Where visibility, leases and delays read time (default: the system clock; the test kit passes a virtual one). */
+  clock?: Clock;
 }
 
 /** What an open transport holds; made by open(), dropped by close(). */
@@ -57,13 +60,13 @@ function checkTimings(leaseMs: number, pollMs: number): void {
   });
 }
 
-function openQueues(options: SqliteTransportOptions, leaseMs: number): Open {
+function openQueues(options: SqliteTransportOptions, leaseMs: number, clock: Clock): Open {
   const db = openDatabase(options);
   migrate(db, 'transport', MIGRATIONS);
   const signals = new QueueSignals(options.path);
   return {
     db,
-    table: new QueueTable(db),
+    table: new QueueTable(db, clock),
     committer: new GroupCommitter(db, options.busyTimeoutMs, options.synchronous),
     leases: new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3))),
     signals,
@@ -107,7 +110,7 @@ function receiptFor(open: Open, address: Address, row: Row, leaseMs: number): Re
 /** Waits for a wake-up, the fallback poll or the next due message (whichever is first). */
 async function waitForVisible(open: Open, address: Address, waitMs: number, pollMs: number, signal: AbortSignal): Promise<void> {
   const next = open.table.nextVisibleAt(address);
-  const untilDue = next === null ? Infinity : Math.max(0, next - Date.now());
+  const untilDue = next === null ? Infinity : Math.max(0, next - open.table.now());
   await waitForWake((wake) => open.signals.subscribe(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
 }
 
@@ -119,6 +122,7 @@ async function claim(open: Open, address: Address, max: number, leaseMs: number)
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const leaseMs = options.leaseMs ?? 30_000;
   const pollMs = options.pollMs ?? 250;
+  const clock = options.clock ?? systemClock;
   let state: Open | undefined;
   let closed = false;
 
@@ -134,7 +138,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
     async open() {
       if (state || closed) return;
       checkTimings(leaseMs, pollMs);
-      state = openQueues(options, leaseMs);
+      state = openQueues(options, leaseMs, clock);
     },
     async createQueue(address) {
       checkAddress('Queue', address);

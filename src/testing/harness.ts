@@ -1,121 +1,190 @@
 /**
- * A test harness for users' handlers: several endpoints on one in-memory broker, the real
- * pipeline (routing, headers, retries, error queue), and a record of what was sent, handled and
- * failed. No infrastructure needed.
+ * The test bus (`switchyard/testing`): several endpoints on one in-memory broker (or one real
+ * SQLite file), the real pipeline (routing, headers, retries, error queue), a virtual clock, and
+ * a record of what was sent, published, handled, retried and failed. See docs/testing.md.
  *
  *   const bus = testBus([{ name: 'Sales', handlers: [...] }, { name: 'Billing', handlers: [...] }]);
  *   await bus.start();
- *   await bus.endpoint('Sales').sendLocal(PlaceOrder, { orderId: 'o-1', amount: 3 });
- *   await bus.runUntilIdle();
- *   expect(bus.dispatched('Billing.ChargeCard')).toHaveLength(1);
- *   await bus.stop();   // throws if a message reached an error queue, unless allowErrors was set
+ *   const session = await bus.track(() => bus.send(PlaceOrder, { orderId: 'o-1', amount: 3 }));
+ *   expect(session.handled(ChargeCard).map((m) => m.endpoint)).toEqual(['Billing']);
+ *   await bus.advance('1h');   // delivers what falls due in the next virtual hour, in due order
+ *   await bus.stop();          // throws if a message reached an error queue, unless allowErrors
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { SendOptions } from '../core/context.js';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { silentLogger } from '../core/logger.js';
-import { Headers } from '../core/headers.js';
-import type { Outgoing, Transport, TransportMessage } from '../core/transport.js';
-import { isTopicOutgoing } from '../core/transport.js';
+import type { CommandDefinition, PlainMessageDefinition } from '../core/messages.js';
+import type { QueueAdmin, Transport, TransportMessage } from '../core/transport.js';
 import { createEndpoint, type Endpoint, type EndpointOptions } from '../endpoint/endpoint.js';
 import { MemoryBroker, memoryTransport } from '../memory/transport.js';
-import { waitFor } from './wait.js';
+import { Recorder, type RecordedMessage } from './recorder.js';
+import { TrackedSession, type IdleReport } from './session.js';
+import { settleBus, type BusView } from './settling.js';
+import { parseDuration, VirtualClock } from './virtual-clock.js';
 
-export interface DispatchedMessage {
-  readonly destination: string;
-  readonly type: string;
-  readonly body: unknown;
-  readonly headers: Readonly<Record<string, string>>;
+export interface TestBusOptions {
+  /** The test expects messages in an error queue: `stop()` does not fail for them. */
+  allowErrors?: boolean;
+  /** `memory` (default) or `sqlite`: a real SQLite file, on the same virtual clock. */
+  transport?: 'memory' | 'sqlite';
+  /** The SQLite file (default: a new file in a temporary folder, removed by `stop()`). */
+  sqlitePath?: string;
+  /** Where the virtual clock starts, epoch ms or a Date (default: the real time now). */
+  startAt?: number | Date;
+  /** Wall-clock ms `runUntilIdle`, `advance` and `track` wait for the bus to settle (default 5000). */
+  idleTimeoutMs?: number;
 }
 
+export type TestEndpointOptions = Omit<EndpointOptions, 'transport' | 'clock'>;
+
 export interface TestBus {
+  /** The virtual clock every endpoint reads; pass it to `dataset({ clock })` or `startDistributor({ clock })`. */
+  readonly clock: VirtualClock;
   start(): Promise<void>;
   stop(): Promise<void>;
   endpoint(name: string): Endpoint;
-  /** Every message sent by any endpoint, in order; filtered by type name when given. */
-  dispatched(typeName?: string): DispatchedMessage[];
+  /** Sends a command from the bus to the endpoint that handles it (or the one its routes name). */
+  send<B>(definition: CommandDefinition<B> | PlainMessageDefinition<B>, body: B, options?: SendOptions): Promise<void>;
+  /** Every message sent or published by any endpoint, in order; filtered by type name when given. */
+  dispatched(typeName?: string): RecordedMessage[];
   /** Messages waiting in error queues. */
-  failed(): TransportMessage[];
-  /** Waits until no queue holds a message that is due or in flight (error queues excepted). */
-  runUntilIdle(options?: { timeoutMs?: number }): Promise<void>;
+  failed(): Promise<TransportMessage[]>;
+  /** Settles what is due now (handlers and their cascade) and reports what is scheduled later. */
+  runUntilIdle(): Promise<IdleReport>;
+  /** Moves virtual time forward, delivering what falls due on the way in due order, each cascade settled. */
+  advance(duration: number | string): Promise<IdleReport>;
+  /** Runs `action`, settles what it caused, and returns every message of the cascade. */
+  track(action: () => unknown): Promise<TrackedSession>;
 }
 
-export type TestEndpointOptions = Omit<EndpointOptions, 'transport'>;
+const CLIENT = 'TestBus';
 
-function recording(transport: Transport, log: DispatchedMessage[]): Transport {
-  const record = (batch: readonly Outgoing[]) => {
-    for (const o of batch) {
-      log.push({
-        destination: isTopicOutgoing(o) ? `topic:${o.topic}` : o.destination,
-        type: o.message.headers[Headers.EnclosedTypes]?.split(',')[0] ?? '',
-        body: JSON.parse(o.message.body) as unknown,
-        headers: o.message.headers,
-      });
-    }
-  };
-  return {
-    ...transport,
-    async dispatch(batch) {
-      await transport.dispatch(batch);
-      record(batch);
-    },
-    async receive(address, options) {
-      const receipts = await transport.receive(address, options);
-      return receipts.map((receipt) => ({
-        ...receipt,
-        async complete(outgoing = []) {
-          await receipt.complete(outgoing);
-          // Retries and error-queue copies keep the message's id: they are not the handler's sends.
-          record(outgoing.filter((o) => o.message.id !== receipt.message.id));
-        },
-      }));
-    },
-  };
-}
-
-export function testBus(endpoints: readonly TestEndpointOptions[], options: { allowErrors?: boolean } = {}): TestBus {
-  const broker = new MemoryBroker();
-  const log: DispatchedMessage[] = [];
-  const errorQueues = new Set(endpoints.map((e) => e.recoverability?.errorQueue ?? 'error'));
-  const byName = new Map<string, Endpoint>();
+/** Commands are routed to the endpoint that handles them, unless the endpoints' routes say otherwise. */
+function clientRoutes(endpoints: readonly TestEndpointOptions[]): Record<string, string> {
+  const routes: Record<string, string> = {};
   for (const e of endpoints) {
-    byName.set(e.name, createEndpoint({ logger: silentLogger, ...e, transport: recording(memoryTransport({ broker }), log) }));
+    for (const h of e.handlers ?? []) if (h.definition.kind !== 'event') routes[h.definition.typeName] = e.name;
   }
-  const failed = () => [...errorQueues].flatMap((q) => (broker.queues.get(q) ?? []).map((m) => m.message));
-  const busy = () => {
-    for (const [address, queue] of broker.queues) {
-      if (!errorQueues.has(address) && queue.length > 0) return true;
-    }
-    return false;
-  };
+  for (const e of endpoints) Object.assign(routes, e.routes);
+  return routes;
+}
+
+interface TransportFactory {
+  make(): Promise<Transport>;
+  /** Wakes the receivers of these queues after the clock moved. */
+  wake(queues: readonly string[]): void;
+  cleanup(): void;
+}
+
+function transports(options: TestBusOptions, clock: VirtualClock): TransportFactory {
+  if ((options.transport ?? 'memory') === 'memory') {
+    const broker = new MemoryBroker(clock);
+    return { make: async () => memoryTransport({ broker }), wake: (queues) => queues.forEach((q) => broker.wake(q)), cleanup: () => undefined };
+  }
+  const folder = options.sqlitePath === undefined ? mkdtempSync(path.join(tmpdir(), 'switchyard-testbus-')) : undefined;
+  const file = options.sqlitePath ?? path.join(folder!, 'bus.db');
   return {
+    // Loaded on first use: a memory test bus never loads the native SQLite module. A short
+    // fallback poll: advancing virtual time wakes no SQLite receiver, the poll finds what fell due.
+    make: async () => (await import('../sqlite/transport.js')).sqliteTransport({ path: file, clock, pollMs: 10 }),
+    wake: () => undefined,
+    cleanup: () => folder !== undefined && rmSync(folder, { recursive: true, force: true }),
+  };
+}
+
+function failedMessagesError(errors: readonly TransportMessage[]): SwitchyardError {
+  const first = errors[0]!.headers;
+  return new SwitchyardError(
+    ErrorCodes.TEST_BUS_FAILED_MESSAGES,
+    `${errors.length} message(s) reached an error queue; the first: ${first['sy1-failure-exception-type']}: ${first['sy1-failure-exception-message']}.`,
+    { fix: 'Fix the handler, or pass { allowErrors: true } to testBus() when a test expects failures.' },
+  );
+}
+
+async function errorQueueMessages(transport: Transport, errorQueues: ReadonlySet<string>): Promise<TransportMessage[]> {
+  const out: TransportMessage[] = [];
+  for (const q of errorQueues) if (await transport.queueExists(q)) out.push(...(await transport.admin!.peek(q, { offset: 0, limit: 10_000 })));
+  return out;
+}
+
+export function testBus(endpoints: readonly TestEndpointOptions[], options: TestBusOptions = {}): TestBus {
+  if (endpoints.some((e) => e.name === CLIENT)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `The test bus has its own send-only endpoint named ${CLIENT}; an endpoint of the test has that name too.`, { fix: 'Rename that endpoint.' });
+  }
+  const start = options.startAt instanceof Date ? options.startAt.getTime() : options.startAt;
+  const clock = new VirtualClock(start);
+  const errorQueues = new Set(endpoints.map((e) => e.recoverability?.errorQueue ?? 'error'));
+  const recorder = new Recorder(clock, errorQueues);
+  const { make, wake, cleanup } = transports(options, clock);
+  const byName = new Map<string, Endpoint>();
+  let admin: { transport: Transport; queues: QueueAdmin } | undefined;
+  const timeoutMs = options.idleTimeoutMs ?? 5000;
+
+  const view = (): BusView => ({ admin: admin!.queues, clock, recorder, wake, timeoutMs });
+  const failed = () => errorQueueMessages(admin!.transport, errorQueues);
+  const requireStarted = () => {
+    if (!admin) throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The test bus is not started.', { fix: 'await bus.start() first.' });
+  };
+
+  const bus: TestBus = {
+    clock,
     async start() {
-      for (const e of byName.values()) await e.start();
+      const adminTransport = await make();
+      await adminTransport.open();
+      admin = { transport: adminTransport, queues: adminTransport.admin! };
+      const all = [...endpoints, { name: CLIENT, sendOnly: true, routes: clientRoutes(endpoints) }];
+      for (const e of all) {
+        const endpoint = createEndpoint({ logger: silentLogger, ...e, clock, transport: recorder.wrap(e.name, await make()) });
+        byName.set(e.name, endpoint);
+        await endpoint.start();
+      }
     },
     async stop() {
       for (const e of [...byName.values()].reverse()) await e.stop();
-      const errors = failed();
-      if (errors.length > 0 && !options.allowErrors) {
-        const first = errors[0]!.headers;
-        throw new Error(
-          `${errors.length} message(s) reached an error queue; the first: ${first['sy1-failure-exception-type']}: ${first['sy1-failure-exception-message']}. ` +
-            'Pass { allowErrors: true } to testBus() when a test expects failures.',
-        );
-      }
+      const errors = admin ? await failed() : [];
+      await admin?.transport.close();
+      cleanup();
+      if (errors.length > 0 && !options.allowErrors) throw failedMessagesError(errors);
     },
     endpoint(name) {
       const e = byName.get(name);
-      if (!e) throw new Error(`No endpoint named ${name} in this test bus; it has ${[...byName.keys()].join(', ')}.`);
+      if (!e) {
+        throw new SwitchyardError(ErrorCodes.CONFIG, `No endpoint named ${name} in this test bus; it has ${[...byName.keys()].join(', ') || 'none (not started)'}.`, {
+          fix: 'Use a name from the endpoints passed to testBus(), after await bus.start().',
+        });
+      }
       return e;
     },
-    dispatched(typeName) {
-      return typeName === undefined ? [...log] : log.filter((m) => m.type === typeName);
+    send(definition, body, sendOptions) {
+      return bus.endpoint(CLIENT).send(definition, body, sendOptions);
     },
-    failed,
-    async runUntilIdle({ timeoutMs = 10_000 } = {}) {
-      // Idle twice in a row, a tick apart, so a message sent by the last handler is seen.
-      await waitFor(async () => {
-        if (busy()) return false;
-        await new Promise((resolve) => setImmediate(resolve));
-        return !busy();
-      }, { timeoutMs, what: 'the test bus to become idle' });
+    dispatched(typeName) {
+      return recorder.events.filter((m) => (m.kind === 'sent' || m.kind === 'published') && (typeName === undefined || m.type === typeName));
+    },
+    failed() {
+      requireStarted();
+      return failed();
+    },
+    runUntilIdle() {
+      requireStarted();
+      return settleBus(view());
+    },
+    async advance(duration) {
+      const ms = parseDuration(duration);
+      requireStarted();
+      return settleBus(view(), clock.now() + ms);
+    },
+    async track(action) {
+      requireStarted();
+      await settleBus(view());
+      const from = recorder.events.length;
+      await action();
+      const report = await settleBus(view());
+      return new TrackedSession(recorder.events.slice(from), report);
     },
   };
+  return bus;
 }

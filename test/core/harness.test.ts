@@ -19,7 +19,7 @@ describe('test bus (switchyard/testing)', () => {
     await bus.endpoint('Sales').sendLocal(PlaceOrder, { orderId: 'o-1', amount: 3 });
     await bus.runUntilIdle();
     expect(charged).toEqual(['o-1']);
-    expect(bus.dispatched('Billing.ChargeCard').map((m) => [m.destination, m.body])).toEqual([['Billing', { orderId: 'o-1', amount: 3 }]]);
+    expect(bus.dispatched('Billing.ChargeCard').map((m) => [m.queue, m.body])).toEqual([['Billing', { orderId: 'o-1', amount: 3 }]]);
     await bus.stop();
   });
 
@@ -39,7 +39,7 @@ describe('test bus (switchyard/testing)', () => {
     await lenient.start();
     await lenient.endpoint('Sales').sendLocal(PlaceOrder, { orderId: 'o-3', amount: 3 });
     await lenient.runUntilIdle();
-    expect(lenient.failed()).toHaveLength(1);
+    expect(await lenient.failed()).toHaveLength(1);
     await lenient.stop();
   });
 });

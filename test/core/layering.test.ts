@@ -54,4 +54,20 @@ describe('layering', () => {
       .flatMap((file) => imports(file).filter((s) => s.startsWith('@opentelemetry/')).map((s) => `${path.relative(root, file)} imports ${s}`));
     expect(offending).toEqual([]);
   });
+
+  it('has the core read time only through its clock seam (src/core/clock.ts), so the test kit can run it on virtual time', () => {
+    const core = ['core', 'endpoint', 'pubsub', 'scaleout', 'recoverability', 'datasets', 'outbox'];
+    const offending = core.flatMap((folder) =>
+      files(path.join(root, folder))
+        .filter((file) => path.relative(root, file) !== path.join('core', 'clock.ts'))
+        .flatMap((file) =>
+          readFileSync(file, 'utf8')
+            .split('\n')
+            .map((line, i) => ({ line, at: `${path.relative(root, file)}:${i + 1}` }))
+            .filter(({ line }) => !/^\s*(\/\/|\*)/.test(line) && /\bDate\.now\(|new Date\(\s*\)/.test(line))
+            .map(({ at, line }) => `${at}: ${line.trim()}`),
+        ),
+    );
+    expect(offending).toEqual([]);
+  });
 });
