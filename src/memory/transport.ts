@@ -96,70 +96,57 @@ export class MemoryBroker {
   }
 }
 
-export interface MemoryTransportOptions {
-  broker?: MemoryBroker;
-  /** How long a receipt is held before the message is given to another consumer. */
-  leaseMs?: number;
+/** Finds a stored message by seq; `stored` undefined when it is gone. */
+function find(broker: MemoryBroker, address: Address, seq: number) {
+  const q = broker.queues.get(address);
+  const index = q ? q.findIndex((m) => m.seq === seq) : -1;
+  return { q, index, stored: index >= 0 ? q![index] : undefined };
 }
 
-export function memoryTransport(options: MemoryTransportOptions = {}): Transport {
-  const broker = options.broker ?? new MemoryBroker();
-  const leaseMs = options.leaseMs ?? 30_000;
-  const clock = broker.clock;
-  const leases = new LeaseKeeper(leaseMs / 3);
-  let closed = false;
-
-  const find = (address: Address, seq: number) => {
-    const q = broker.queues.get(address);
-    const index = q ? q.findIndex((m) => m.seq === seq) : -1;
-    return { q, index, stored: index >= 0 ? q![index] : undefined };
+/** Leases `stored` for `leaseMs` and gives its receipt: settlements fenced by the token taken now. */
+function memoryReceipt(broker: MemoryBroker, leases: LeaseKeeper, address: Address, stored: StoredMessage, leaseMs: number): Receipt {
+  const { clock } = broker;
+  stored.visibleAt = clock.now() + leaseMs;
+  stored.token += 1;
+  stored.deliveryCount += 1;
+  const { seq, token } = stored;
+  const held = () => {
+    const { stored: s } = find(broker, address, seq);
+    return s !== undefined && s.token === token ? s : undefined;
   };
-
-  const claim = (address: Address, max: number): Receipt[] => {
-    const now = clock.now();
-    const q = broker.queue(address);
-    const ready = q.filter((m) => m.visibleAt <= now).sort((a, b) => a.visibleAt - b.visibleAt || a.seq - b.seq);
-    return ready.slice(0, max).map((stored) => {
-      stored.visibleAt = now + leaseMs;
-      stored.token += 1;
-      stored.deliveryCount += 1;
-      const { seq, token } = stored;
-      const holds = () => {
-        const { stored: s } = find(address, seq);
-        return s !== undefined && s.token === token;
-      };
-      const lease = leases.hold(() => {
-        if (!holds()) return false;
-        find(address, seq).stored!.visibleAt = clock.now() + leaseMs;
-        return true;
-      });
-      return {
-        message: stored.message,
-        address,
-        deliveryCount: stored.deliveryCount,
-        get signal() {
-          return lease.signal;
-        },
-        async complete(outgoing: readonly Outgoing[] = []) {
-          lease.release();
-          const { q: queue, index, stored: s } = find(address, seq);
-          if (!s || s.token !== token) throw leaseLost(address, stored.message.id);
-          broker.enqueue(outgoing); // throws before removal when a destination is missing
-          queue!.splice(index, 1);
-        },
-        async abandon(delayMs = 0) {
-          lease.release();
-          const { stored: s } = find(address, seq);
-          if (!s || s.token !== token) return;
-          s.visibleAt = clock.now() + delayMs;
-          s.token += 1;
-          broker.wake(address);
-        },
-      };
-    });
+  const lease = leases.hold(() => {
+    const s = held();
+    if (s) s.visibleAt = clock.now() + leaseMs;
+    return s !== undefined;
+  });
+  return {
+    message: stored.message,
+    address,
+    deliveryCount: stored.deliveryCount,
+    get signal() {
+      return lease.signal;
+    },
+    async complete(outgoing: readonly Outgoing[] = []) {
+      lease.release();
+      const { q: queue, index, stored: s } = find(broker, address, seq);
+      if (!s || s.token !== token) throw leaseLost(address, stored.message.id);
+      broker.enqueue(outgoing); // throws before removal when a destination is missing
+      queue!.splice(index, 1);
+    },
+    async abandon(delayMs = 0) {
+      lease.release();
+      const s = held();
+      if (!s) return;
+      s.visibleAt = clock.now() + delayMs;
+      s.token += 1;
+      broker.wake(address);
+    },
   };
+}
 
-  const admin: QueueAdmin = {
+function memoryQueueAdmin(broker: MemoryBroker): QueueAdmin {
+  const { clock } = broker;
+  return {
     async depth(address) {
       return broker.queues.get(address)?.length ?? 0;
     },
@@ -192,11 +179,32 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
       return moving.length;
     },
   };
+}
+
+
+export interface MemoryTransportOptions {
+  broker?: MemoryBroker;
+  /** How long a receipt is held before the message is given to another consumer. */
+  leaseMs?: number;
+}
+
+export function memoryTransport(options: MemoryTransportOptions = {}): Transport {
+  const broker = options.broker ?? new MemoryBroker();
+  const leaseMs = options.leaseMs ?? 30_000;
+  const clock = broker.clock;
+  const leases = new LeaseKeeper(leaseMs / 3);
+  let closed = false;
+
+  const claim = (address: Address, max: number): Receipt[] => {
+    const now = clock.now();
+    const ready = broker.queue(address).filter((m) => m.visibleAt <= now).sort((a, b) => a.visibleAt - b.visibleAt || a.seq - b.seq);
+    return ready.slice(0, max).map((stored) => memoryReceipt(broker, leases, address, stored, leaseMs));
+  };
 
   return {
     name: 'memory',
     capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
-    admin,
+    admin: memoryQueueAdmin(broker),
     async open() {},
     async createQueue(address) {
       broker.ensure(address);

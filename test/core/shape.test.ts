@@ -17,7 +17,6 @@ const KNOWN = new Set<string>([
   'datasets/replica-apply.ts:createApplier',
   'datasets/replica-sync.ts:createSyncLoop',
   'datasets/replica.ts:createReplica',
-  'memory/transport.ts:memoryTransport',
   'postgres/dataset-listener.ts:createListener',
   'postgres/dataset-store.ts:postgresDatasetStore',
   'redis/dataset-store.ts:redisDatasetStore',
