@@ -41,7 +41,7 @@ async function oneRun(pool: pg.Pool, schema: string, withOutbox: boolean, messag
     handlers: [
       handle(Work, async (work, ctx) => {
         const sql = `INSERT INTO ${schema}.work (n) VALUES ($1)`;
-        await (withOutbox ? postgresClient(ctx).query(sql, [work.n]) : pool.query(sql, [work.n]));
+        await (withOutbox ? (await postgresClient(ctx)).query(sql, [work.n]) : pool.query(sql, [work.n]));
         await ctx.send(Done, { n: work.n });
       }),
     ],

@@ -10,18 +10,23 @@ import type { StorageSession } from '../core/transport.js';
 /** @internal (handlers reach it through postgresClient) */
 export class PostgresUnitOfWork implements StorageSession {
   readonly storage = 'postgres' as const;
-  constructor(readonly client: pg.PoolClient) {}
+  constructor(private readonly transaction: pg.PoolClient) {}
+
+  /** The transaction's client (already begun). */
+  client(): Promise<pg.ClientBase> {
+    return Promise.resolve(this.transaction);
+  }
   /** The transaction rolls back when the handler throws: nothing to forget here. */
   discard(): void {}
 }
 
 /**
  * The transaction's client for the message a handler is handling (or for `endpoint.transaction`'s
- * work): `await postgresClient(ctx).query('INSERT INTO orders ...', [...])`.
+ * work): `const db = await postgresClient(ctx); await db.query('INSERT INTO orders ...', [...])`.
  */
-export function postgresClient(context: { readonly unitOfWork: StorageSession | undefined }): pg.PoolClient {
+export function postgresClient(context: { readonly unitOfWork: StorageSession | undefined }): Promise<pg.ClientBase> {
   const session = context.unitOfWork;
-  if (session instanceof PostgresUnitOfWork) return session.client;
+  if (session instanceof PostgresUnitOfWork) return session.client();
   throw new SwitchyardError(
     ErrorCodes.NO_UNIT_OF_WORK,
     session

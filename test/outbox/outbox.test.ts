@@ -81,7 +81,7 @@ function postgresBackend(): Backend {
       await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}; CREATE TABLE IF NOT EXISTS ${schema}.orders (n int NOT NULL)`);
       return postgresOutbox({ pool, schema, ...settings });
     },
-    insert: async (ctx, n) => void (await postgresClient(ctx).query(`INSERT INTO ${schema}.orders (n) VALUES ($1)`, [n])),
+    insert: async (ctx, n) => void (await (await postgresClient(ctx)).query(`INSERT INTO ${schema}.orders (n) VALUES ($1)`, [n])),
     orders: async () => (await pool.query<{ n: number }>(`SELECT n FROM ${schema}.orders ORDER BY n`)).rows.map((r) => r.n),
     pending: async () => Number((await pool.query<{ c: string }>(`SELECT COUNT(*) AS c FROM ${schema}.outbox`)).rows[0]!.c),
     store: () => postgresOutboxStore({ pool, schema }),
