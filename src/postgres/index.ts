@@ -1,3 +1,9 @@
 /** `switchyard/postgres`: PostgreSQL adapters (needs the optional peer dependency `pg`). */
 export { postgresDatasetStore } from './dataset-store.js';
 export type { PostgresDatasetStoreOptions } from './dataset-store.js';
+export { postgresTransport } from './transport.js';
+export type { PostgresTransportOptions } from './transport.js';
+export { postgresClient } from './session.js';
+export { postgresSubscriptionStore } from './subscription-store.js';
+export type { PostgresSubscriptionStoreOptions } from './subscription-store.js';
+export type { PostgresConnectionOptions } from './pool.js';

@@ -1,0 +1,56 @@
+/** The connection options every PostgreSQL adapter takes, and the pool it uses. */
+import pg from 'pg';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+
+export interface PostgresConnectionOptions {
+  /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
+  connectionString?: string;
+  /** A pool you own (not ended by close()). */
+  pool?: pg.Pool;
+  /** Schema of the adapter's tables (default `switchyard`). */
+  schema?: string;
+  /** Max pool size when the adapter creates the pool. */
+  maxConnections?: number;
+}
+
+export interface AdapterPool {
+  readonly pool: pg.Pool;
+  /** Ends the pool when the adapter made it; leaves a pool it was given alone. */
+  end(): Promise<void>;
+}
+
+export function checkConnectionOptions(adapter: string, options: PostgresConnectionOptions): void {
+  if (!options.pool && !options.connectionString) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `${adapter} needs a connectionString or a pool.`, {
+      fix: `Pass ${adapter}({ connectionString: process.env.DATABASE_URL }) or { pool }.`,
+    });
+  }
+}
+
+export function adapterPool(options: PostgresConnectionOptions, defaultMax: number): AdapterPool {
+  if (options.pool) return { pool: options.pool, end: async () => undefined };
+  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? defaultMax });
+  // An idle client's error (a server restart) must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  return { pool, end: () => (pool.ended ? Promise.resolve() : pool.end()) };
+}
+
+/** Where an adapter connects, for errors: host, port and database, never the password. */
+export function describeTarget(options: PostgresConnectionOptions): string {
+  if (!options.connectionString) return 'the given pool';
+  try {
+    const url = new URL(options.connectionString);
+    return `${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  } catch {
+    return 'the connection string';
+  }
+}
+
+/** A pg error (the database unreachable or restarting) as a coded error that names the database. */
+export function unreachable(cause: unknown, where: string): SwitchyardError {
+  if (cause instanceof SwitchyardError) return cause;
+  return new SwitchyardError(ErrorCodes.TRANSPORT, `PostgreSQL at ${where} failed: ${(cause as Error).message}.`, {
+    fix: 'Check that the database is running and reachable; the transport reconnects by itself once it is.',
+    cause,
+  });
+}

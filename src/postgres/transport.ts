@@ -1,0 +1,360 @@
+/**
+ * The PostgreSQL transport: queues are rows of `<schema>.messages`, as on SQLite; `visible_at`
+ * (epoch ms, the database's clock) is both the due time of a delayed message and the lease expiry
+ * of a received one; `lease_token` fences settlements.
+ *
+ * State transitions (each one statement, so one round trip and one commit):
+ * - enqueue:  INSERT ... SELECT FROM unnest(...) and pg_notify(channel, queue) per destination
+ * - claim:    UPDATE visible_at = now + lease, lease_token + 1, delivery_count + 1 of the oldest
+ *             visible rows, picked FOR UPDATE SKIP LOCKED (concurrent receivers never wait on,
+ *             or take, each other's rows)
+ * - renew:    UPDATE visible_at WHERE seq AND lease_token   (0 rows: lease lost)
+ * - complete: DELETE WHERE seq AND lease_token, and the INSERTs of the outgoing messages only
+ *             when that DELETE found the row (a data-modifying CTE): a stale holder removes and
+ *             sends nothing. With a unit of work open it runs on the handler's transaction, and
+ *             the COMMIT that follows takes the handler's own SQL with it.
+ * - abandon:  UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
+ *
+ * Fencing: seq is an identity column (never reused) and lease_token only grows for a seq, so a
+ * (seq, lease_token) pair names one lease of one message, once.
+ *
+ * Wake-up: every commit that makes a message available notifies `sy_queues_<schema>` with the
+ * queue's name; receivers LISTEN on one connection per transport. Notifications are hints: a
+ * receiver also polls every `pollMs`, and after the LISTEN connection comes back it wakes all
+ * waiting receivers, so a lost notification (dropped connection, a row written by another tool)
+ * costs at most `pollMs` of latency, never a message.
+ */
+import pg from 'pg';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+import type { Address } from '../core/identity.js';
+import { checkAddress } from '../core/identity.js';
+import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
+import { isTopicOutgoing } from '../core/transport.js';
+import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
+import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
+import { createListener } from './listener.js';
+import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
+import { adapterPool, checkConnectionOptions, describeTarget, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
+import { PostgresSession } from './session.js';
+
+/** `pool`: LISTEN uses its own client made from the pool's options. `maxConnections` defaults to 10. */
+export interface PostgresTransportOptions extends PostgresConnectionOptions {
+  /** How long a received message is held before another consumer may take it (renewed while held). */
+  leaseMs?: number;
+  /** Fallback poll when no notification arrives (default 500). */
+  pollMs?: number;
+}
+
+const MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    breaking: false,
+    sql: `
+      CREATE TABLE {s}.queues (name text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
+      CREATE TABLE {s}.messages (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        queue text NOT NULL,
+        id text NOT NULL,
+        headers text NOT NULL,
+        body text NOT NULL,
+        visible_at bigint NOT NULL,
+        lease_token bigint NOT NULL DEFAULT 0,
+        delivery_count int NOT NULL DEFAULT 0
+      );
+      CREATE INDEX messages_ready ON {s}.messages (queue, visible_at, seq);`,
+  },
+];
+
+/** Epoch ms on the database's clock: every process leases and delays by the same clock. */
+const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+
+interface Row {
+  seq: string;
+  id: unknown;
+  headers: unknown;
+  body: unknown;
+  lease_token: string;
+  delivery_count: number;
+}
+
+function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): TransportMessage {
+  return decodeStoredMessage(row, `row-${row.seq}`);
+}
+
+/** SQL of the statements; `s` is the quoted schema. */
+function statements(s: string) {
+  // $1..$5: queues, ids, headers, bodies, deliverAt (null: now). Only rows whose queue exists.
+  const insertRows = `INSERT INTO ${s}.messages (queue, id, headers, body, visible_at)
+    SELECT q, i, h, b, coalesce(d, ${NOW_MS}) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS o(q, i, h, b, d)`;
+  return {
+    enqueue: `WITH ins AS (${insertRows} RETURNING queue)
+      SELECT count(*)::int AS sent, (SELECT count(pg_notify($6, q)) FROM (SELECT DISTINCT queue AS q FROM ins) n) AS woken FROM ins`,
+    // $6: seq, $7: lease token, $8: channel.
+    complete: `WITH del AS (DELETE FROM ${s}.messages WHERE seq = $6 AND lease_token = $7 RETURNING seq),
+      ins AS (${insertRows} WHERE EXISTS (SELECT 1 FROM del) RETURNING queue)
+      SELECT (SELECT count(*) FROM del)::int AS removed, (SELECT count(pg_notify($8, q)) FROM (SELECT DISTINCT queue AS q FROM ins) n) AS woken`,
+    claim: `WITH picked AS (SELECT seq FROM ${s}.messages WHERE queue = $1 AND visible_at <= ${NOW_MS}
+        ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+      UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = m.lease_token + 1, delivery_count = m.delivery_count + 1
+      FROM picked WHERE m.seq = picked.seq RETURNING m.seq, m.id, m.headers, m.body, m.lease_token, m.delivery_count`,
+    /** Ms until the next message of the queue becomes visible (a due delay, an expiring lease); null when empty. */
+    untilVisible: `SELECT min(visible_at) - ${NOW_MS} AS ms FROM ${s}.messages WHERE queue = $1`,
+    renew: `UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3 WHERE seq = $1 AND lease_token = $2`,
+    abandon: `WITH u AS (UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3, lease_token = lease_token + 1
+      WHERE seq = $1 AND lease_token = $2 RETURNING queue) SELECT pg_notify($4, queue) FROM u`,
+    knownQueues: `SELECT name FROM ${s}.queues WHERE name = ANY($1::text[])`,
+    createQueue: `INSERT INTO ${s}.queues (name) VALUES ($1) ON CONFLICT DO NOTHING`,
+  };
+}
+
+type Statements = ReturnType<typeof statements>;
+
+/** The unnest arrays of a batch whose destinations were checked. */
+function columns(batch: readonly Outgoing[]): unknown[] {
+  const queues: string[] = [];
+  const ids: string[] = [];
+  const headers: string[] = [];
+  const bodies: string[] = [];
+  const due: (number | null)[] = [];
+  for (const o of batch) {
+    const q = o as QueueOutgoing;
+    queues.push(q.destination);
+    ids.push(q.message.id);
+    headers.push(JSON.stringify(q.message.headers));
+    bodies.push(q.message.body);
+    due.push(q.deliverAt === undefined ? null : Math.floor(q.deliverAt));
+  }
+  return [queues, ids, headers, bodies, due];
+}
+
+export function postgresTransport(options: PostgresTransportOptions): Transport {
+  const schema = options.schema ?? 'switchyard';
+  const s = quotedSchema(schema, 'postgresTransport');
+  checkConnectionOptions('postgresTransport', options);
+  const leaseMs = options.leaseMs ?? 30_000;
+  const pollMs = options.pollMs ?? 500;
+  const channel = `sy_queues_${schema}`;
+  const sql: Statements = statements(s);
+  const where = describeTarget(options);
+  let pool: AdapterPool | undefined;
+  let leases: LeaseKeeper;
+  let opening: Promise<void> | undefined;
+  let closed = false;
+  const knownQueues = new Set<string>();
+  /** Notifications seen per queue: a receiver compares before and after its claim so a wake-up during the claim is not missed. */
+  const wakeCounts = new Map<string, number>();
+  const listener = createListener<never>({
+    channel,
+    parse: (payload) => {
+      wakeCounts.set(payload, (wakeCounts.get(payload) ?? 0) + 1);
+      return { key: payload, hint: undefined };
+    },
+    connect: async () => {
+      const client = new pg.Client(options.connectionString ? { connectionString: options.connectionString } : opened().options);
+      client.on('error', () => undefined);
+      await client.connect();
+      return client;
+    },
+  });
+
+  const opened = (): pg.Pool => {
+    if (!pool || closed) {
+      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The PostgreSQL transport is not open.', {
+        fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
+      });
+    }
+    return pool.pool;
+  };
+
+  async function query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    try {
+      return await opened().query<R>(text, values);
+    } catch (error) {
+      throw unreachable(error, where);
+    }
+  }
+
+  /** Every destination must be a queue that exists (checked once per queue, then remembered). */
+  const checkDestinations = async (batch: readonly Outgoing[]) => {
+    const unknown = new Set<string>();
+    for (const o of batch) {
+      if (isTopicOutgoing(o)) throw topicsUnsupported('PostgreSQL');
+      if (!knownQueues.has(o.destination)) unknown.add(o.destination);
+    }
+    if (unknown.size === 0) return;
+    const found = await query<{ name: string }>(sql.knownQueues, [[...unknown]]);
+    for (const row of found.rows) knownQueues.add(row.name);
+    for (const name of unknown) if (!knownQueues.has(name)) throw queueNotFound('postgres', name);
+  };
+
+  const claim = async (address: Address, max: number): Promise<Receipt[]> => {
+    const { rows } = await query<Row>(sql.claim, [address, max, leaseMs]);
+    rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+    return rows.map((row) => receiptFor(address, row));
+  };
+
+  /** Waits for a notification, the fallback poll or the next due message. */
+  const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal, wakesBefore: number) => {
+    if ((wakeCounts.get(address) ?? 0) !== wakesBefore) return;
+    const due = (await query<{ ms: string | null }>(sql.untilVisible, [address])).rows[0]?.ms;
+    const untilDue = due === null || due === undefined ? Infinity : Math.max(0, Number(due));
+    await waitForWake((wake) => listener.watch(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
+  };
+
+  const receiptFor = (address: Address, row: Row): Receipt => {
+    const seq = row.seq;
+    const token = row.lease_token;
+    const message = toMessage(row);
+    const lease = leases.hold(async () => (await query(sql.renew, [seq, token, leaseMs])).rowCount === 1);
+    let session: PostgresSession | undefined;
+    return {
+      message,
+      address,
+      deliveryCount: row.delivery_count,
+      get signal() {
+        return lease.signal;
+      },
+      get session() {
+        return (session ??= new PostgresSession(opened()));
+      },
+      async complete(outgoing: readonly Outgoing[] = []) {
+        lease.release();
+        const values = [...columns(outgoing), seq, token, channel];
+        const removed = async (run: (text: string, v: unknown[]) => Promise<pg.QueryResult<{ removed: number }>>) =>
+          (await run(sql.complete, values)).rows[0]?.removed === 1;
+        try {
+          await checkDestinations(outgoing);
+        } catch (error) {
+          await session?.rollback();
+          throw error;
+        }
+        const inSession = session?.active === true;
+        const ok = inSession
+          ? await session!.commitIf((client) => removed((text, v) => client.query(text, v))).catch((error: unknown) => {
+              throw unreachable(error, where);
+            })
+          : await removed(query);
+        if (!ok) throw leaseLost(address, message.id);
+      },
+      async abandon(delayMs = 0) {
+        lease.release();
+        await session?.rollback();
+        await query(sql.abandon, [seq, token, Math.max(0, Math.floor(delayMs)), channel]);
+      },
+    };
+  };
+
+  const admin: QueueAdmin = {
+    async depth(address) {
+      return Number((await query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.messages WHERE queue = $1`, [address])).rows[0]?.n ?? 0);
+    },
+    async queues() {
+      return (await query<{ name: string }>(`SELECT name FROM ${s}.queues ORDER BY name`, [])).rows.map((r) => r.name);
+    },
+    async peek(address, { offset, limit }) {
+      await checkDestinations([{ destination: address, message: { id: '', headers: {}, body: '' } }]);
+      const { rows } = await query<Row>(`SELECT seq, id, headers, body FROM ${s}.messages WHERE queue = $1 ORDER BY seq LIMIT $2 OFFSET $3`, [address, limit, offset]);
+      return rows.map(toMessage);
+    },
+    async take(address, ids, replacements) {
+      // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
+      // message id, or row-<seq>): such rows are selected too and matched on that id here.
+      const seqs = ids.flatMap((id) => (/^row-\d{1,15}$/.test(id) ? [id.slice(4)] : []));
+      const wanted = new Set(ids);
+      const client = await opened().connect().catch((error: unknown) => {
+        throw unreachable(error, where);
+      });
+      try {
+        await client.query('BEGIN');
+        const rows = (await client.query<Row>(
+          `SELECT seq, id, headers, body FROM ${s}.messages WHERE queue = $1 AND (id = ANY($2::text[]) OR id = '' OR length(id) > ${MAX_ID_CHARS}
+           OR seq = ANY($3::bigint[])) ORDER BY seq FOR UPDATE`, [address, [...ids], seqs],
+        )).rows.filter((row) => wanted.has(toMessage(row).id));
+        const outgoing = rows.flatMap((row) => replacements?.(toMessage(row)) ?? []);
+        await checkDestinations(outgoing);
+        await client.query(`DELETE FROM ${s}.messages WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
+        if (outgoing.length > 0) await client.query(sql.enqueue, [...columns(outgoing), channel]);
+        await client.query('COMMIT');
+        return [...new Set(rows.map((row) => toMessage(row).id))];
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw unreachable(error, where);
+      } finally {
+        client.release();
+      }
+    },
+    async moveAll(from, to, moveOptions = {}) {
+      await checkDestinations([{ destination: to, message: { id: '', headers: {}, body: '' } }]);
+      const unheld = moveOptions.includeLeased ? '' : `AND (visible_at <= ${NOW_MS} OR lease_token = 0)`;
+      const moved = await query<{ n: number }>(
+        `WITH u AS (UPDATE ${s}.messages SET queue = $2, visible_at = ${NOW_MS}, lease_token = lease_token + 1 WHERE queue = $1 ${unheld} RETURNING 1)
+         SELECT count(*)::int AS n, pg_notify($3, $2) FROM u`, [from, to, channel]);
+      return moved.rows[0]?.n ?? 0;
+    },
+  };
+
+  const open = async () => {
+    if (!(leaseMs > 0) || !(pollMs > 0)) {
+      throw new SwitchyardError(ErrorCodes.CONFIG, `The PostgreSQL transport options leaseMs (${leaseMs}) and pollMs (${pollMs}) must be positive.`, {
+        fix: 'Leave them unset for the defaults (30000 and 500) or pass positive numbers of milliseconds.',
+      });
+    }
+    const p = adapterPool(options, 10);
+    try {
+      await migrate(p.pool, schema, 'transport', MIGRATIONS);
+    } catch (error) {
+      await p.end().catch(() => undefined);
+      throw unreachable(error, where);
+    }
+    pool = p;
+    leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
+    // The first LISTEN is awaited so a receive right after open is woken; later drops reconnect by themselves.
+    await listener.connect();
+  };
+
+  return {
+    name: 'postgres',
+    capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
+    admin,
+    async open() {
+      opening ??= open().catch((error: unknown) => {
+        opening = undefined;
+        throw error;
+      });
+      return opening;
+    },
+    async createQueue(address) {
+      checkAddress('Queue', address);
+      await query(sql.createQueue, [address]);
+      knownQueues.add(address);
+    },
+    async queueExists(address) {
+      if (knownQueues.has(address)) return true;
+      const found = await query<{ name: string }>(sql.knownQueues, [[address]]);
+      if (found.rows.length > 0) knownQueues.add(address);
+      return found.rows.length > 0;
+    },
+    async dispatch(batch) {
+      opened();
+      if (batch.length === 0) return;
+      await checkDestinations(batch);
+      await query(sql.enqueue, [...columns(batch), channel]);
+    },
+    async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
+      if (closed) return [];
+      const wakesBefore = wakeCounts.get(address) ?? 0;
+      const got = await claim(address, max);
+      if (got.length > 0 || waitMs <= 0 || closed || signal.aborted) return got;
+      await waitForVisible(address, waitMs, signal, wakesBefore);
+      return closed || signal.aborted ? [] : claim(address, max);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await opening?.catch(() => undefined);
+      leases?.close();
+      await listener.close();
+      await pool?.end().catch(() => undefined);
+    },
+  };
+}
