@@ -30,12 +30,13 @@ import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
 import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
-import type { Outgoing, QueueOutgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
+import type { Outgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
 import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import { createListener } from './listener.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
 import { adapterPool, checkConnectionOptions, describeTarget, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
 import { PostgresSession } from './session.js';
+import { groupWriteSql, groupWriteValues, WriteBatcher } from './write-batcher.js';
 
 /** `pool`: LISTEN uses its own client made from the pool's options. `maxConnections` defaults to 10. */
 export interface PostgresTransportOptions extends PostgresConnectionOptions {
@@ -68,6 +69,15 @@ const MIGRATIONS: readonly PostgresMigration[] = [
 /** Epoch ms on the database's clock: every process leases and delays by the same clock. */
 const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
+/**
+ * The least lease token a claim or abandon hands out: above every token handed out before the
+ * server last started. Claims commit without waiting for the WAL flush (see `bookkeeping`), so a
+ * server crash can undo a claim its holder already has; without this floor the next claim would
+ * hand the same (seq, token) to a second consumer, and both could complete. 1024 tokens per ms of
+ * uptime between restarts is more than any message is ever claimed.
+ */
+const TOKEN_FLOOR = `(extract(epoch from pg_postmaster_start_time()) * 1000)::bigint * 1024`;
+
 interface Row {
   seq: string;
   id: unknown;
@@ -83,24 +93,17 @@ function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): Transport
 
 /** SQL of the statements; `s` is the quoted schema. */
 function statements(s: string) {
-  // $1..$5: queues, ids, headers, bodies, deliverAt (null: now). Only rows whose queue exists.
-  const insertRows = `INSERT INTO ${s}.messages (queue, id, headers, body, visible_at)
-    SELECT q, i, h, b, coalesce(d, ${NOW_MS}) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS o(q, i, h, b, d)`;
   return {
-    enqueue: `WITH ins AS (${insertRows} RETURNING queue)
-      SELECT count(*)::int AS sent, (SELECT count(pg_notify($6, q)) FROM (SELECT DISTINCT queue AS q FROM ins) n) AS woken FROM ins`,
-    // $6: seq, $7: lease token, $8: channel.
-    complete: `WITH del AS (DELETE FROM ${s}.messages WHERE seq = $6 AND lease_token = $7 RETURNING seq),
-      ins AS (${insertRows} WHERE EXISTS (SELECT 1 FROM del) RETURNING queue)
-      SELECT (SELECT count(*) FROM del)::int AS removed, (SELECT count(pg_notify($8, q)) FROM (SELECT DISTINCT queue AS q FROM ins) n) AS woken`,
+    /** Sends and fenced completions, many at once (src/postgres/write-batcher.ts). */
+    groupWrite: groupWriteSql(s, NOW_MS),
     claim: `WITH picked AS (SELECT seq FROM ${s}.messages WHERE queue = $1 AND visible_at <= ${NOW_MS}
         ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-      UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = m.lease_token + 1, delivery_count = m.delivery_count + 1
+      UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = greatest(m.lease_token + 1, ${TOKEN_FLOOR}), delivery_count = m.delivery_count + 1
       FROM picked WHERE m.seq = picked.seq RETURNING m.seq, m.id, m.headers, m.body, m.lease_token, m.delivery_count`,
     /** Ms until the next message of the queue becomes visible (a due delay, an expiring lease); null when empty. */
     untilVisible: `SELECT min(visible_at) - ${NOW_MS} AS ms FROM ${s}.messages WHERE queue = $1`,
     renew: `UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3 WHERE seq = $1 AND lease_token = $2`,
-    abandon: `WITH u AS (UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3, lease_token = lease_token + 1
+    abandon: `WITH u AS (UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3, lease_token = greatest(lease_token + 1, ${TOKEN_FLOOR})
       WHERE seq = $1 AND lease_token = $2 RETURNING queue) SELECT pg_notify($4, queue) FROM u`,
     knownQueues: `SELECT name FROM ${s}.queues WHERE name = ANY($1::text[])`,
     createQueue: `INSERT INTO ${s}.queues (name) VALUES ($1) ON CONFLICT DO NOTHING`,
@@ -109,22 +112,12 @@ function statements(s: string) {
 
 type Statements = ReturnType<typeof statements>;
 
-/** The unnest arrays of a batch whose destinations were checked. */
-function columns(batch: readonly Outgoing[]): unknown[] {
-  const queues: string[] = [];
-  const ids: string[] = [];
-  const headers: string[] = [];
-  const bodies: string[] = [];
-  const due: (number | null)[] = [];
-  for (const o of batch) {
-    const q = o as QueueOutgoing;
-    queues.push(q.destination);
-    ids.push(q.message.id);
-    headers.push(JSON.stringify(q.message.headers));
-    bodies.push(q.message.body);
-    due.push(q.deliverAt === undefined ? null : Math.floor(q.deliverAt));
-  }
-  return [queues, ids, headers, bodies, due];
+const statementNames = new Map<string, string>();
+/** A prepared-statement name for a statement's text (the text includes the schema, so schemas never share a name). */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) statementNames.set(text, (name = `sy_pg_${statementNames.size}`));
+  return name;
 }
 
 export function postgresTransport(options: PostgresTransportOptions): Transport {
@@ -138,6 +131,8 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
   const where = describeTarget(options);
   let pool: AdapterPool | undefined;
   let leases: LeaseKeeper;
+  let writes: WriteBatcher;
+  let bookkeeping: pg.Pool;
   let opening: Promise<void> | undefined;
   let closed = false;
   const knownQueues = new Set<string>();
@@ -166,9 +161,17 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     return pool.pool;
   };
 
-  async function query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  /**
+   * `bookkeeping`: a claim, renewal or abandon, on connections that commit without waiting for
+   * the WAL flush (synchronous_commit=off). Losing one in a server crash only makes its message
+   * visible again (TOKEN_FLOOR keeps the fencing), and the next durable commit flushes it anyway.
+   */
+  async function query<R extends pg.QueryResultRow>(text: string, values: unknown[], durability: 'durable' | 'bookkeeping' = 'durable'): Promise<pg.QueryResult<R>> {
+    const target = durability === 'bookkeeping' ? bookkeeping : opened();
+    opened();
     try {
-      return await opened().query<R>(text, values);
+      // Named: the server parses and plans each statement once per connection, not per call.
+      return await target.query<R>({ name: statementName(text), text, values });
     } catch (error) {
       throw unreachable(error, where);
     }
@@ -188,7 +191,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
   };
 
   const claim = async (address: Address, max: number): Promise<Receipt[]> => {
-    const { rows } = await query<Row>(sql.claim, [address, max, leaseMs]);
+    const { rows } = await query<Row>(sql.claim, [address, max, leaseMs], 'bookkeeping');
     rows.sort((a, b) => Number(a.seq) - Number(b.seq));
     return rows.map((row) => receiptFor(address, row));
   };
@@ -196,7 +199,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
   /** Waits for a notification, the fallback poll or the next due message. */
   const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal, wakesBefore: number) => {
     if ((wakeCounts.get(address) ?? 0) !== wakesBefore) return;
-    const due = (await query<{ ms: string | null }>(sql.untilVisible, [address])).rows[0]?.ms;
+    const due = (await query<{ ms: string | null }>(sql.untilVisible, [address], 'bookkeeping')).rows[0]?.ms;
     const untilDue = due === null || due === undefined ? Infinity : Math.max(0, Number(due));
     await waitForWake((wake) => listener.watch(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
   };
@@ -205,7 +208,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     const seq = row.seq;
     const token = row.lease_token;
     const message = toMessage(row);
-    const lease = leases.hold(async () => (await query(sql.renew, [seq, token, leaseMs])).rowCount === 1);
+    const lease = leases.hold(async () => (await query(sql.renew, [seq, token, leaseMs], 'bookkeeping')).rowCount === 1);
     let session: PostgresSession | undefined;
     return {
       message,
@@ -219,27 +222,28 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       },
       async complete(outgoing: readonly Outgoing[] = []) {
         lease.release();
-        const values = [...columns(outgoing), seq, token, channel];
-        const removed = async (run: (text: string, v: unknown[]) => Promise<pg.QueryResult<{ removed: number }>>) =>
-          (await run(sql.complete, values)).rows[0]?.removed === 1;
         try {
           await checkDestinations(outgoing);
         } catch (error) {
           await session?.rollback();
           throw error;
         }
-        const inSession = session?.active === true;
-        const ok = inSession
-          ? await session!.commitIf((client) => removed((text, v) => client.query(text, v))).catch((error: unknown) => {
+        const ok = session?.active
+          ? await session.commitIf(async (client) => {
+              const values = groupWriteValues([{ remove: { seq, token }, outgoing }], channel);
+              return (await client.query<{ removed: string[] }>(sql.groupWrite, values)).rows[0]?.removed.length === 1;
+            }).catch((error: unknown) => {
               throw unreachable(error, where);
             })
-          : await removed(query);
+          : await writes.complete(seq, token, outgoing).catch((error: unknown) => {
+              throw unreachable(error, where);
+            });
         if (!ok) throw leaseLost(address, message.id);
       },
       async abandon(delayMs = 0) {
         lease.release();
         await session?.rollback();
-        await query(sql.abandon, [seq, token, Math.max(0, Math.floor(delayMs)), channel]);
+        await query(sql.abandon, [seq, token, Math.max(0, Math.floor(delayMs)), channel], 'bookkeeping');
       },
     };
   };
@@ -273,7 +277,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
         const outgoing = rows.flatMap((row) => replacements?.(toMessage(row)) ?? []);
         await checkDestinations(outgoing);
         await client.query(`DELETE FROM ${s}.messages WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
-        if (outgoing.length > 0) await client.query(sql.enqueue, [...columns(outgoing), channel]);
+        if (outgoing.length > 0) await client.query(sql.groupWrite, groupWriteValues([{ remove: undefined, outgoing }], channel));
         await client.query('COMMIT');
         return [...new Set(rows.map((row) => toMessage(row).id))];
       } catch (error) {
@@ -287,7 +291,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       await checkDestinations([{ destination: to, message: { id: '', headers: {}, body: '' } }]);
       const unheld = moveOptions.includeLeased ? '' : `AND (visible_at <= ${NOW_MS} OR lease_token = 0)`;
       const moved = await query<{ n: number }>(
-        `WITH u AS (UPDATE ${s}.messages SET queue = $2, visible_at = ${NOW_MS}, lease_token = lease_token + 1 WHERE queue = $1 ${unheld} RETURNING 1)
+        `WITH u AS (UPDATE ${s}.messages SET queue = $2, visible_at = ${NOW_MS}, lease_token = greatest(lease_token + 1, ${TOKEN_FLOOR}) WHERE queue = $1 ${unheld} RETURNING 1)
          SELECT count(*)::int AS n, pg_notify($3, $2) FROM u`, [from, to, channel]);
       return moved.rows[0]?.n ?? 0;
     },
@@ -307,6 +311,11 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       throw unreachable(error, where);
     }
     pool = p;
+    const base: pg.PoolConfig = options.connectionString ? { connectionString: options.connectionString } : p.pool.options;
+    bookkeeping = new pg.Pool({ ...base, max: 3, options: `${base.options ?? ''} -c synchronous_commit=off`.trim() });
+    bookkeeping.on('error', () => undefined);
+    // Leave connections for claims, renewals and units of work.
+    writes = new WriteBatcher((text, values) => p.pool.query({ name: statementName(text), text, values }), sql.groupWrite, channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
     leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
     // The first LISTEN is awaited so a receive right after open is woken; later drops reconnect by themselves.
     await listener.connect();
@@ -338,7 +347,9 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       opened();
       if (batch.length === 0) return;
       await checkDestinations(batch);
-      await query(sql.enqueue, [...columns(batch), channel]);
+      await writes.send(batch).catch((error: unknown) => {
+        throw unreachable(error, where);
+      });
     },
     async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
       if (closed) return [];
@@ -354,6 +365,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       await opening?.catch(() => undefined);
       leases?.close();
       await listener.close();
+      await bookkeeping?.end().catch(() => undefined);
       await pool?.end().catch(() => undefined);
     },
   };
