@@ -5,7 +5,8 @@
  * header map, 1 KB body) inserted 100 per statement, claimed 100 at a time FOR UPDATE SKIP
  * LOCKED with a lease token, parsed and deleted, every commit with the server's
  * synchronous_commit (on: acknowledged means flushed to the WAL). pg-boss 10, where installed,
- * runs the same workload (insert 100 per call, 4 workers fetching 100 at a time) and is named in
+ * runs the same workload (insert 100 per call, PG_BOSS_WORKERS workers fetching 100 at a time, its
+ * shortest polling interval) and is named in
  * the result's settings. Latency is a separate run at a fixed offered rate (1,000/s), timed from
  * each message's scheduled send (no coordinated omission).
  */
@@ -27,6 +28,8 @@ const ROUNDS = 3;
 const CONCURRENCY = 64;
 const LATENCY_RATE = 1000;
 const LATENCY_MESSAGES = 5000;
+/** pg-boss workers: each fetches up to BATCH jobs per poll (every 0.5 s at the shortest), so they bound its rate. */
+const PG_BOSS_WORKERS = 16;
 
 const run = randomBytes(3).toString('hex');
 const schemaName = (what: string) => `sy_bench_${run}_${what}`;
@@ -123,7 +126,7 @@ async function pgBossRun(pool: pg.Pool, messages: number): Promise<number | unde
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
   const started = performance.now();
-  for (let w = 0; w < 4; w++) {
+  for (let w = 0; w < PG_BOSS_WORKERS; w++) {
     await boss.work('bench', { batchSize: BATCH, pollingIntervalSeconds: 0.5 }, async (jobs) => {
       for (const job of jobs) JSON.stringify(job.data);
       handled += jobs.length;
@@ -184,6 +187,7 @@ const suite: BenchSuite = {
           latencyOfferedRatePerSec: LATENCY_RATE,
           latencyMessages: LATENCY_MESSAGES,
           pgBoss10MsgsPerSec: pgBoss === undefined ? 'not installed' : Math.round(pgBoss),
+          pgBossWorkers: PG_BOSS_WORKERS,
         },
       },
     ];
