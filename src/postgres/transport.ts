@@ -96,12 +96,20 @@ function statements(s: string) {
   return {
     /** Sends and fenced completions, many at once (src/postgres/write-batcher.ts). */
     groupWrite: groupWriteSql(s, NOW_MS),
+    /**
+     * The claimed rows; when there are none, one row of nulls whose wait_ms says how long until
+     * the next message of the queue becomes visible (a due delay, an expiring lease; null: empty),
+     * so an empty receive learns how long it may sleep in the same round trip.
+     */
     claim: `WITH picked AS (SELECT seq FROM ${s}.messages WHERE queue = $1 AND visible_at <= ${NOW_MS}
-        ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-      UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = greatest(m.lease_token + 1, ${TOKEN_FLOOR}), delivery_count = m.delivery_count + 1
-      FROM picked WHERE m.seq = picked.seq RETURNING m.seq, m.id, m.headers, m.body, m.lease_token, m.delivery_count`,
-    /** Ms until the next message of the queue becomes visible (a due delay, an expiring lease); null when empty. */
-    untilVisible: `SELECT min(visible_at) - ${NOW_MS} AS ms FROM ${s}.messages WHERE queue = $1`,
+        ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
+      claimed AS (UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = greatest(m.lease_token + 1, ${TOKEN_FLOOR}),
+        delivery_count = m.delivery_count + 1
+        FROM picked WHERE m.seq = picked.seq RETURNING m.seq, m.id, m.headers, m.body, m.lease_token, m.delivery_count)
+      SELECT seq, id, headers, body, lease_token, delivery_count, NULL::bigint AS wait_ms FROM claimed
+      UNION ALL
+      SELECT NULL, NULL, NULL, NULL, NULL, NULL, (SELECT min(visible_at) - ${NOW_MS} FROM ${s}.messages WHERE queue = $1)
+      WHERE NOT EXISTS (SELECT 1 FROM claimed)`,
     renew: `UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3 WHERE seq = $1 AND lease_token = $2`,
     abandon: `WITH u AS (UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3, lease_token = greatest(lease_token + 1, ${TOKEN_FLOOR})
       WHERE seq = $1 AND lease_token = $2 RETURNING queue) SELECT pg_notify($4, queue) FROM u`,
@@ -190,17 +198,21 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     for (const name of unknown) if (!knownQueues.has(name)) throw queueNotFound('postgres', name);
   };
 
-  const claim = async (address: Address, max: number): Promise<Receipt[]> => {
-    const { rows } = await query<Row>(sql.claim, [address, max, leaseMs], 'bookkeeping');
-    rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-    return rows.map((row) => receiptFor(address, row));
+  /** The receipts claimed, or none and how long until the queue's next message is visible (Infinity: empty). */
+  const claim = async (address: Address, max: number): Promise<{ receipts: Receipt[]; untilDueMs: number }> => {
+    const { rows } = await query<Row & { wait_ms: string | null }>(sql.claim, [address, max, leaseMs], 'bookkeeping');
+    const claimed = rows.filter((row) => row.seq !== null);
+    if (claimed.length === 0) {
+      const wait = rows[0]?.wait_ms;
+      return { receipts: [], untilDueMs: wait === null || wait === undefined ? Infinity : Math.max(0, Number(wait)) };
+    }
+    claimed.sort((a, b) => Number(a.seq) - Number(b.seq));
+    return { receipts: claimed.map((row) => receiptFor(address, row)), untilDueMs: 0 };
   };
 
   /** Waits for a notification, the fallback poll or the next due message. */
-  const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal, wakesBefore: number) => {
+  const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal, wakesBefore: number, untilDue: number) => {
     if ((wakeCounts.get(address) ?? 0) !== wakesBefore) return;
-    const due = (await query<{ ms: string | null }>(sql.untilVisible, [address], 'bookkeeping')).rows[0]?.ms;
-    const untilDue = due === null || due === undefined ? Infinity : Math.max(0, Number(due));
     await waitForWake((wake) => listener.watch(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
   };
 
@@ -354,10 +366,10 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
       if (closed) return [];
       const wakesBefore = wakeCounts.get(address) ?? 0;
-      const got = await claim(address, max);
-      if (got.length > 0 || waitMs <= 0 || closed || signal.aborted) return got;
-      await waitForVisible(address, waitMs, signal, wakesBefore);
-      return closed || signal.aborted ? [] : claim(address, max);
+      const first = await claim(address, max);
+      if (first.receipts.length > 0 || waitMs <= 0 || closed || signal.aborted) return first.receipts;
+      await waitForVisible(address, waitMs, signal, wakesBefore, first.untilDueMs);
+      return closed || signal.aborted ? [] : (await claim(address, max)).receipts;
     },
     async close() {
       if (closed) return;
