@@ -109,6 +109,41 @@ describe.skipIf(!!skipReason)(`postgres transport: unit of work, wake-ups, migra
     expect(await first.admin!.depth(queue)).toBe(0);
   });
 
+  it('more handlers holding a unit of work than pool connections still settle (a completion never waits for a second connection)', async () => {
+    const name = `UowPool${Date.now().toString(36)}`;
+    const transport = make({ schema });
+    const small = postgresTransport({ connectionString: url, schema, maxConnections: 2 });
+    transports.push(small);
+    const Audit = defineCommand<{ n: number }>('UowPool.Audit');
+    const Record = defineCommand<{ n: number }>('UowPool.Record');
+    const endpoint = createEndpoint({
+      name,
+      transport: small,
+      logger: silentLogger,
+      concurrency: 8,
+      routes: { 'UowPool.Record': name, 'UowPool.Audit': `${name}.audit` },
+      messages: [Audit],
+      handlers: [
+        handle(Record, async ({ n }, ctx) => {
+          const db = await postgresClient(ctx);
+          await db.query(`INSERT INTO "${schema}".orders (id) VALUES ($1)`, [`${name}-${n}`]);
+          await ctx.send(Audit, { n });
+        }),
+      ],
+    });
+    await endpoint.start();
+    try {
+      // Created by another transport, so the endpoint's first completions must look the destination up.
+      await transport.open();
+      await transport.createQueue(`${name}.audit`);
+      await Promise.all(Array.from({ length: 24 }, (_, n) => endpoint.send(Record, { n })));
+      await waitFor(async () => (await small.admin!.depth(`${name}.audit`)) === 24, { what: 'all 24 messages settled', timeoutMs: 15_000 });
+      expect((await orders()).filter((id) => id.startsWith(`${name}-`))).toHaveLength(24);
+    } finally {
+      await endpoint.stop();
+    }
+  }, 30_000);
+
   it('postgresClient outside a PostgreSQL unit of work fails SY_ERR_CONFIG and says why', async () => {
     await expect(postgresClient({ unitOfWork: undefined })).rejects.toMatchObject({ code: ErrorCodes.CONFIG });
     await expect(postgresClient({ unitOfWork: { storage: 'sqlite', discard: () => undefined } })).rejects.toThrow(/on sqlite/);
