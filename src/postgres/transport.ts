@@ -175,8 +175,8 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
    * visible again (TOKEN_FLOOR keeps the fencing), and the next durable commit flushes it anyway.
    */
   async function query<R extends pg.QueryResultRow>(text: string, values: unknown[], durability: 'durable' | 'bookkeeping' = 'durable'): Promise<pg.QueryResult<R>> {
-    const target = durability === 'bookkeeping' ? bookkeeping : opened();
-    opened();
+    const main = opened();
+    const target = durability === 'bookkeeping' ? bookkeeping : main;
     try {
       // Named: the server parses and plans each statement once per connection, not per call.
       return await target.query<R>({ name: statementName(text), text, values });
@@ -280,7 +280,7 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     const base: pg.PoolConfig = options.connectionString ? { connectionString: options.connectionString } : p.pool.options;
     bookkeeping = new pg.Pool({ ...base, max: 3, options: `${base.options ?? ''} -c synchronous_commit=off`.trim() });
     bookkeeping.on('error', () => undefined);
-    // Leave connections for claims, renewals and units of work.
+    // At most half the pool carries group writes; the rest is for units of work and the admin.
     writes = new WriteBatcher((text, values) => p.pool.query({ name: statementName(text), text, values }), sql.groupWrite, channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
     leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
     // The first LISTEN is awaited so a receive right after open is woken; later drops reconnect by themselves.
