@@ -89,8 +89,46 @@ const rabbitmqConnector: StoreConnector = {
   },
 };
 
+const postgresConnector: StoreConnector = {
+  key: 'postgres',
+  flag: '--postgres <url>',
+  // Not SWITCHYARD_POSTGRES_URL or DATABASE_URL: tests and apps export those, and the CLI must not pick them up by accident.
+  env: 'SWITCHYARD_CLI_POSTGRES_URL',
+  description: 'the PostgreSQL database the endpoints use (postgres://user:password@host:5432/db; add ?schema= if not `switchyard`)',
+  describe: (value) => `postgres ${value.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')}`,
+  async open(value) {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new SwitchyardError(ErrorCodes.CONFIG, 'The --postgres value is not a URL.', { fix: 'Pass --postgres postgres://user@host:5432/db (or SWITCHYARD_CLI_POSTGRES_URL).' });
+    }
+    const schema = url.searchParams.get('schema') ?? 'switchyard';
+    url.searchParams.delete('schema');
+    const connectionString = url.toString();
+    // Opening the transport would create the tables: a wrong database or schema must say so, not show an empty error queue.
+    const { default: pg } = await import('pg');
+    const probe = new pg.Client({ connectionString });
+    try {
+      await probe.connect();
+      const found = await probe.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [`"${schema.replaceAll('"', '')}".messages`]);
+      if (!found.rows[0]?.t) {
+        throw new SwitchyardError(ErrorCodes.CONFIG, `There are no Switchyard queues in schema ${schema} of ${url.host}${url.pathname}.`, {
+          fix: 'Pass the database your endpoints use, and ?schema=<name> when they use another schema than `switchyard`.',
+        });
+      }
+    } finally {
+      await probe.end().catch(() => undefined);
+    }
+    const { postgresTransport } = await import('../postgres/index.js');
+    const transport = postgresTransport({ connectionString, schema, maxConnections: 2 });
+    await transport.open();
+    return transport;
+  },
+};
+
 /** The stores the CLI can connect to, in the order they are listed in help. */
-export const connectors: StoreConnector[] = [sqliteConnector, rabbitmqConnector];
+export const connectors: StoreConnector[] = [sqliteConnector, rabbitmqConnector, postgresConnector];
 
 /** Adds every store's flag to a command. */
 export function addStoreOptions(command: Command): Command {

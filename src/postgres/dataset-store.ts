@@ -14,13 +14,13 @@
 import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
-  appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  appliedOps, checkDatasetName, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
 } from '../datasets/records.js';
-import type { DatasetStore, Membership, ReadResult, Snapshot } from '../datasets/store.js';
-import { createListener } from './dataset-listener.js';
-import { loadPeerDependency } from '../core/peer-dependency.js';
+import type { DatasetStore, LogRecord, Membership, ReadResult, Snapshot } from '../datasets/store.js';
+import { createListener } from './listener.js';
+import { pgDriver } from './pool.js';
 
-const { Pool, Client } = loadPeerDependency<typeof pg>('pg', 'switchyard/postgres');
+const { Pool, Client } = pgDriver;
 
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
@@ -113,6 +113,15 @@ BEGIN
     THEN p_dataset || E'\\n' || o_version || '@' || o_generation || E'\\n' || p_record ELSE p_dataset END);
 END
 $fn$`;
+}
+
+/** A wake-up's payload: "<dataset>" or "<dataset>\n<version>@<generation>\n<record>". */
+function parseWake(payload: string): { dataset: string; hint: LogRecord | undefined } {
+  const a = payload.indexOf('\n');
+  if (a < 0) return { dataset: payload, hint: undefined };
+  const dataset = payload.slice(0, a);
+  const b = payload.indexOf('\n', a + 1);
+  return { dataset, hint: b < 0 ? undefined : decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
 }
 
 /** SQLSTATEs that mean the tables or functions are gone (dropped schema, restored database): migrate again. */
@@ -218,9 +227,13 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0), generation: row?.generation ?? '' };
   };
 
-  const listener = createListener({
+  const wakeRecords = options.wakeRecords ?? true;
+  const listener = createListener<LogRecord>({
     channel,
-    wakeRecords: options.wakeRecords ?? true,
+    parse: (payload) => {
+      const { dataset, hint } = parseWake(payload);
+      return { key: dataset, hint: wakeRecords ? hint : undefined };
+    },
     connect: async () => {
       const client = options.connectionString
         ? new Client({ connectionString: options.connectionString })

@@ -12,12 +12,12 @@ import type pg from 'pg';
 import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type OutboxStore, type OutboxTransaction } from '../outbox/outbox.js';
 import { coalesced } from '../core/coalesce.js';
 import type { Outgoing } from '../core/transport.js';
-import { poolFor, quotedSchema, type PostgresConnectionOptions } from './pool.js';
-import { PostgresUnitOfWork } from './session.js';
+import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
+import { adapterPool, checkConnectionOptions, type PostgresConnectionOptions } from './pool.js';
+import { PostgresTransactionSession } from './session.js';
 
 export interface PostgresOutboxOptions extends PostgresConnectionOptions, OutboxSettings {}
 
-const SCHEMA_VERSION = 1;
 const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 /** `outbox: postgresOutbox({ pool })` in an endpoint's options. */
@@ -25,18 +25,18 @@ export function postgresOutbox(options: PostgresOutboxOptions): Outbox {
   return outboxWith(postgresOutboxStore(options), options);
 }
 
-function migrations(s: string): string[] {
-  return [
-    `CREATE SCHEMA IF NOT EXISTS ${s}`,
-    `CREATE TABLE IF NOT EXISTS ${s}.outbox_schema (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL)`,
-    `CREATE TABLE IF NOT EXISTS ${s}.inbox (endpoint text NOT NULL, message_id text NOT NULL, processed_at bigint NOT NULL, PRIMARY KEY (endpoint, message_id))`,
-    `CREATE INDEX IF NOT EXISTS inbox_processed_at ON ${s}.inbox (processed_at)`,
-    `CREATE TABLE IF NOT EXISTS ${s}.outbox (id bigserial PRIMARY KEY, batch jsonb NOT NULL, claimed_by text NOT NULL,
-      claim_token int NOT NULL, claimed_until bigint NOT NULL, created_at bigint NOT NULL)`,
-    `CREATE INDEX IF NOT EXISTS outbox_claimed_until ON ${s}.outbox (claimed_until)`,
-    `INSERT INTO ${s}.outbox_schema VALUES (1, ${SCHEMA_VERSION}) ON CONFLICT DO NOTHING`,
-  ];
-}
+const MIGRATIONS: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    breaking: false,
+    sql: `
+      CREATE TABLE {s}.inbox (endpoint text NOT NULL, message_id text NOT NULL, processed_at bigint NOT NULL, PRIMARY KEY (endpoint, message_id));
+      CREATE INDEX inbox_processed_at ON {s}.inbox (processed_at);
+      CREATE TABLE {s}.outbox (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, batch jsonb NOT NULL, claimed_by text NOT NULL,
+        claim_token int NOT NULL, claimed_until bigint NOT NULL, created_at bigint NOT NULL);
+      CREATE INDEX outbox_claimed_until ON {s}.outbox (claimed_until);`,
+  },
+];
 
 /** Runs `work` on one client between BEGIN and COMMIT (ROLLBACK when it throws). */
 async function transactionOn<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -57,7 +57,7 @@ async function transactionOn<T>(pool: pg.Pool, work: (client: pg.PoolClient) => 
 /** The unit of work's side of the outbox: the inbox row and the outbox record, on the transaction's client. */
 function outboxTransaction(client: pg.PoolClient, s: string, owner: string, leaseMs: number, records: OutboxRecord[]): OutboxTransaction {
   return {
-    session: new PostgresUnitOfWork(client),
+    session: new PostgresTransactionSession(client),
     async markProcessed(endpoint, messageId) {
       // A concurrent copy holding the same key makes this wait for its commit or rollback.
       const inserted = await client.query(`INSERT INTO ${s}.inbox (endpoint, message_id, processed_at) VALUES ($1, $2, ${NOW_MS}) ON CONFLICT DO NOTHING`, [endpoint, messageId]);
@@ -75,8 +75,10 @@ function outboxTransaction(client: pg.PoolClient, s: string, owner: string, leas
 }
 
 export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxStore {
-  const s = quotedSchema(options.schema);
-  const { pool, owned } = poolFor(options, 'postgresOutbox');
+  const schema = options.schema ?? 'switchyard';
+  const s = quotedSchema(schema, 'postgresOutbox');
+  checkConnectionOptions('postgresOutbox', options);
+  const { pool, end } = adapterPool(options, 4);
   const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
 
   const inTransaction = <T>(work: (client: pg.PoolClient) => Promise<T>) => transactionOn(pool, work);
@@ -93,23 +95,15 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
 
   return {
     storage: 'postgres',
-    async open() {
-      await inTransaction(async (client) => {
-        // Concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
-        await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.outbox'))");
-        for (const statement of migrations(s)) await client.query(statement);
-      });
-    },
-    async close() {
-      if (owned) await pool.end();
-    },
+    open: () => migrate(pool, schema, 'outbox', MIGRATIONS),
+    close: () => end(),
     async transaction(owner, leaseMs, work) {
       const records: OutboxRecord[] = [];
       const value = await inTransaction((client) => work(outboxTransaction(client, s, owner, leaseMs, records)));
       return { value, records, duplicate: false };
     },
     async claimExpired(owner, leaseMs, max) {
-      const { rows } = await pool.query(
+      const { rows } = await pool.query<{ id: string; claim_token: number; batch: Outgoing[] }>(
         `UPDATE ${s}.outbox o SET claimed_by = $1, claim_token = o.claim_token + 1, claimed_until = ${NOW_MS} + $2
           WHERE o.id IN (SELECT id FROM ${s}.outbox WHERE claimed_until < ${NOW_MS} ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
           RETURNING o.id, o.claim_token, o.batch`,

@@ -1,43 +1,60 @@
-/** What every PostgreSQL adapter takes to reach its database: a schema name and a pool, checked the same way. */
+/** The connection options every PostgreSQL adapter takes, and the pool it uses. */
 import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { loadPeerDependency } from '../core/peer-dependency.js';
 
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+/** The `pg` module, loaded once for every PostgreSQL adapter; missing, it fails with SY_ERR_PACKAGE_MISSING. */
+export const pgDriver = loadPeerDependency<typeof pg>('pg', 'switchyard/postgres');
 
 export interface PostgresConnectionOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
   connectionString?: string;
   /** A pool you own (not ended by close()). */
   pool?: pg.Pool;
-  /** Schema for the tables (default `switchyard`). */
+  /** Schema of the adapter's tables (default `switchyard`). */
   schema?: string;
-  /** Max pool size when the adapter creates the pool (default 4). */
+  /** Max pool size when the adapter creates the pool. */
   maxConnections?: number;
 }
 
-/** The quoted schema name, or SY_ERR_CONFIG saying what a valid one looks like. */
-export function quotedSchema(schema: string | undefined): string {
-  const name = schema ?? 'switchyard';
-  if (!IDENT.test(name)) {
-    throw new SwitchyardError(ErrorCodes.CONFIG, `PostgreSQL schema name ${JSON.stringify(name)} is not valid.`, {
-      fix: 'Use lower-case letters, digits and underscores, starting with a letter or underscore.',
-    });
-  }
-  return `"${name}"`;
+export interface AdapterPool {
+  readonly pool: pg.Pool;
+  /** Ends the pool when the adapter made it; leaves a pool it was given alone. */
+  end(): Promise<void>;
 }
 
-/** The caller's pool, or one made from `connectionString` (then `owned`: the adapter ends it on close). */
-export function poolFor(options: PostgresConnectionOptions, adapter: string): { pool: pg.Pool; owned: boolean } {
-  if (options.pool) return { pool: options.pool, owned: false };
-  if (!options.connectionString) {
+export function checkConnectionOptions(adapter: string, options: PostgresConnectionOptions): void {
+  if (!options.pool && !options.connectionString) {
     throw new SwitchyardError(ErrorCodes.CONFIG, `${adapter} needs a connectionString or a pool.`, {
-      fix: 'Pass { connectionString: process.env.DATABASE_URL } or { pool }.',
+      fix: `Pass ${adapter}({ connectionString: process.env.DATABASE_URL }) or { pool }.`,
     });
   }
-  const { Pool } = loadPeerDependency<typeof pg>('pg', 'switchyard/postgres');
-  const pool = new Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
-  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+}
+
+export function adapterPool(options: PostgresConnectionOptions, defaultMax: number): AdapterPool {
+  if (options.pool) return { pool: options.pool, end: async () => undefined };
+  const pool = new pgDriver.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? defaultMax });
+  // An idle client's error (a server restart) must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
-  return { pool, owned: true };
+  return { pool, end: () => (pool.ended ? Promise.resolve() : pool.end()) };
+}
+
+/** Where an adapter connects, for errors: host, port and database, never the password. */
+export function describeTarget(options: PostgresConnectionOptions): string {
+  if (!options.connectionString) return 'the given pool';
+  try {
+    const url = new URL(options.connectionString);
+    return `${url.hostname}:${url.port || '5432'}${url.pathname}`;
+  } catch {
+    return 'the connection string';
+  }
+}
+
+/** A pg error (the database unreachable or restarting) as a coded error that names the database. */
+export function unreachable(cause: unknown, where: string): SwitchyardError {
+  if (cause instanceof SwitchyardError) return cause;
+  return new SwitchyardError(ErrorCodes.TRANSPORT, `PostgreSQL at ${where} failed: ${(cause as Error).message}.`, {
+    fix: 'Check that the database is running and reachable; the transport reconnects by itself once it is.',
+    cause,
+  });
 }

@@ -1,30 +1,20 @@
 /**
- * One LISTEN connection per store, shared by its watched datasets. The connection is a wake-up
- * hint only: when it drops it reconnects with jittered backoff and then wakes every watcher, so
- * replicas run a catch-up read for whatever was committed meanwhile.
+ * One LISTEN connection per store or transport, shared by everything it wakes (datasets, queues),
+ * keyed by what a notification names. The connection is a wake-up hint only: when it drops it
+ * reconnects with jittered backoff and then wakes every watcher, so they run a catch-up read for
+ * whatever was committed meanwhile.
  */
 import type pg from 'pg';
-import { decodeHint } from '../datasets/records.js';
-import type { LogRecord } from '../datasets/store.js';
 
-/** Payload: "<dataset>" or "<dataset>\n<version>@<generation>\n<record>". */
-function parse(payload: string): { dataset: string; hint: LogRecord | undefined } {
-  const a = payload.indexOf('\n');
-  if (a < 0) return { dataset: payload, hint: undefined };
-  const dataset = payload.slice(0, a);
-  const b = payload.indexOf('\n', a + 1);
-  return { dataset, hint: b < 0 ? undefined : decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
-}
-
-export interface ListenerOptions {
+export interface ListenerOptions<Hint> {
   channel: string;
-  /** Pass on the record a notification carries (see PostgresDatasetStoreOptions.wakeRecords). */
-  wakeRecords: boolean;
+  /** What a notification's payload names (a dataset, a queue) and what it carries, if anything. */
+  parse(payload: string): { key: string; hint: Hint | undefined };
   connect(): Promise<pg.Client>;
 }
 
-export function createListener(options: ListenerOptions) {
-  const handlers = new Map<string, Set<(hint?: LogRecord) => void>>();
+export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
+  const handlers = new Map<string, Set<(hint?: Hint) => void>>();
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -64,8 +54,8 @@ export function createListener(options: ListenerOptions) {
         c.on('end', lost);
         c.on('notification', (msg) => {
           if (msg.channel !== options.channel || msg.payload === undefined) return;
-          const { dataset, hint } = parse(msg.payload);
-          for (const wake of handlers.get(dataset) ?? []) wake(options.wakeRecords ? hint : undefined);
+          const { key, hint } = options.parse(msg.payload);
+          for (const wake of handlers.get(key) ?? []) wake(hint);
         });
         await c.query(`LISTEN "${options.channel}"`);
         client = c;
@@ -82,17 +72,29 @@ export function createListener(options: ListenerOptions) {
     return connecting;
   };
 
+  /** Calls `onWake` for every notification naming `key` (and after a reconnect) until the returned function is called. */
+  const watch = (key: string, onWake: (hint?: Hint) => void): (() => void) => {
+    let set = handlers.get(key);
+    if (!set) handlers.set(key, (set = new Set()));
+    const wake = (hint?: Hint) => onWake(hint);
+    set.add(wake);
+    return () => {
+      set.delete(wake);
+      if (set.size === 0 && handlers.get(key) === set) handlers.delete(key);
+    };
+  };
+
   return {
-    async add(dataset: string, onWake: (hint?: LogRecord) => void): Promise<() => Promise<void>> {
-      let set = handlers.get(dataset);
-      if (!set) handlers.set(dataset, (set = new Set()));
-      const wake = (hint?: LogRecord) => onWake(hint);
-      set.add(wake);
+    /** Connects now unless connected; a failed attempt schedules retries and resolves. */
+    connect(): Promise<void> {
+      return client ? Promise.resolve() : connect();
+    },
+    watch,
+    /** watch(), after the LISTEN connection is up (or its first attempt failed and a retry is scheduled). */
+    async add(key: string, onWake: (hint?: Hint) => void): Promise<() => Promise<void>> {
+      const unwatch = watch(key, onWake);
       if (!client) await connect();
-      return async () => {
-        set.delete(wake);
-        if (set.size === 0) handlers.delete(dataset);
-      };
+      return async () => unwatch();
     },
     async close(): Promise<void> {
       closed = true;
