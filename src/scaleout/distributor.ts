@@ -28,6 +28,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { controlAddress, parseReady, stampForward } from './distributor-protocol.js';
 import { DistributorState, type ReadyOutcome, type SlotRecord, type SlotTake, type StateChange, type WorkerView } from './distributor-state.js';
 import type { DistributorStore } from './distributor-store.js';
+import { Ownership } from './distributor-ownership.js';
 
 export interface DistributorOptions {
   /** The logical endpoint it stands in front of; its address is the data queue. */
@@ -57,6 +58,10 @@ export interface DistributorStatus {
   readonly forwarded: number;
   /** Since this distributor started, per worker address: messages forwarded to it, and `ready` messages (one per message it finished) taken from it. */
   readonly perWorker: Readonly<Record<Address, { readonly forwarded: number; readonly readies: number }>>;
+  /** `lost` once another distributor took the endpoint over (this one then dispatches nothing). */
+  readonly ownership: 'held' | 'lost';
+  /** The ownership epoch this distributor holds or held. */
+  readonly epoch: number;
 }
 
 export interface DistributorHandle {
@@ -86,7 +91,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   await transport.open();
   for (const address of [data, control, errorQueue]) await transport.createQueue(address);
   await store.open();
-  await acquireOwnership(store, endpoint, owner, leaseMs, logger);
+  const ownership = await Ownership.acquire(store, endpoint, owner, leaseMs, logger);
 
   const state = new DistributorState();
   const stored = await store.load(endpoint);
@@ -97,11 +102,20 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   );
   /** Takes of committed forwards, not yet saved. */
   let pending: StateChange[] = [];
+  /** Every store write carries the ownership fence; a refused one means another distributor took over. */
+  const saveState = async (changes: StateChange[]) => {
+    try {
+      await store.save(endpoint, ownership.fence, changes);
+    } catch (error) {
+      if (isSwitchyardError(error, ErrorCodes.DISTRIBUTOR_FENCED)) ownership.markLost(undefined);
+      throw error;
+    }
+  };
   const savePending = async () => {
     if (pending.length === 0) return;
     const batch = pending;
     pending = [];
-    await store.save(endpoint, batch);
+    await saveState(batch);
   };
 
   const stopping = new AbortController();
@@ -172,8 +186,13 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
       // Pending takes first: a ready may return a slot whose take is still pending.
       const batch = [...pending, ...changes];
       pending = [];
-      await store.save(endpoint, batch);
+      await saveState(batch);
     } catch (error) {
+      // Another distributor owns the endpoint now: its control messages, untouched.
+      if (ownership.isLost()) {
+        await Promise.allSettled(receipts.map((r) => r.abandon()));
+        return;
+      }
       // Memory ran ahead of the store: go back to what is stored; the messages come again.
       logger.error(`saving distributor state failed (${asError(error).message}); reloading it, the control messages will be processed again`);
       const again = await store.load(endpoint);
@@ -219,7 +238,7 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
 
   const dispatchBatch = (receipts: Receipt[]) => {
     for (const receipt of receipts) {
-      const taken = state.take(receipt.message.id);
+      const taken = ownership.held() ? state.take(receipt.message.id) : undefined;
       if (!taken) {
         // A worker withdrew or died while we received: the message goes back, untouched.
         void receipt.abandon().catch(() => undefined);
@@ -255,7 +274,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     const taken: SlotTake[] = [];
     try {
       forwarded += await move(data, { max, waitMs: RECEIVE_WAIT_MS, signal }, (message) => {
-        const take = state.take(message.id);
+        // Checked per message, inside the forward: a pause may have happened since the receive began.
+        const take = ownership.held() ? state.take(message.id) : undefined;
         if (!take) return undefined;
         taken.push(take);
         return copyFor(message, take.slot);
@@ -273,6 +293,8 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
   };
 
   const dispatchStep = async () => {
+    // Past the local lease (after a pause): nothing is forwarded until the store confirms ownership.
+    if (!ownership.held() && !(await ownership.renew())) return;
     const free = state.freeCount();
     if (free === 0) {
       await new Promise<void>((resolve) => (slotsChanged = resolve));
@@ -289,22 +311,18 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     if (receipts.length > 0) dispatchBatch(receipts);
   };
 
-  let claimedAt = systemClock.now(); // the ownership lease: the store's clock (see acquireOwnership)
   const tick = async () => {
+    if (!(await ownership.keep())) return;
     await savePending();
     const expired = state.expire(clock.now(), timeoutMs);
     if (expired.dead.length > 0) {
-      await store.save(endpoint, expired.changes);
+      await saveState(expired.changes);
       for (const worker of expired.dead) {
         logger.warn(`worker ${worker} sent nothing for ${timeoutMs} ms: declared dead, its slots dropped`);
         // Its leases are stale: if it was only paused, its completions are fenced off.
         await handBack(worker, true);
       }
     }
-    if (systemClock.now() - claimedAt < leaseMs / 3) return;
-    claimedAt = systemClock.now();
-    const claim = await store.claimOwnership(endpoint, owner, leaseMs);
-    if (!claim.acquired) logger.error(`lost the ownership lease to ${claim.holder ?? 'another distributor'}; stop this distributor`);
   };
   const timer = setInterval(() => {
     tick().catch((error: unknown) => logger.error(`distributor housekeeping failed: ${asError(error).message}`));
@@ -317,13 +335,19 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     await handleControl(backlog);
   }
   await Promise.allSettled([...completing]);
+  // Lost ownership stops dispatching at once; stop() still waits for what is in flight.
+  ownership.onLost(() => {
+    clearInterval(timer);
+    stopping.abort();
+    wakeDispatch();
+  });
   const loops = [loop(`receiving from ${control}`, controlStep), loop(`forwarding from ${data}`, dispatchStep)];
 
   let stopped: Promise<void> | undefined;
   return {
     dataAddress: data,
     controlAddress: control,
-    status: () => ({ endpoint, dataAddress: data, controlAddress: control, workers: state.view(), freeSlots: state.freeCount(), forwarded, perWorker: structuredClone(perWorker) }),
+    status: () => ({ endpoint, dataAddress: data, controlAddress: control, workers: state.view(), freeSlots: state.freeCount(), forwarded, perWorker: structuredClone(perWorker), ownership: ownership.isLost() ? 'lost' : 'held', epoch: ownership.fence.epoch }),
     stop() {
       stopped ??= (async () => {
         clearInterval(timer);
@@ -332,32 +356,12 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
         await Promise.all(loops);
         while (forwards.size > 0 || completing.size > 0) await Promise.allSettled([...forwards, ...completing]);
         await savePending().catch((error: unknown) => logger.warn(`saving the last taken slots failed: ${asError(error).message}`));
-        await store.releaseOwnership(endpoint, owner).catch(() => undefined);
+        await ownership.release().catch(() => undefined);
         logger.info(`stopped after forwarding ${forwarded} message(s)`);
       })();
       return stopped;
     },
   };
-}
-
-async function acquireOwnership(store: DistributorStore, endpoint: EndpointName, owner: string, leaseMs: number, logger: Logger): Promise<void> {
-  // The ownership lease is kept in the store, on the store's (system) clock, not the distributor's.
-  const clock = systemClock;
-  // A crashed predecessor's lease runs out by itself: wait for that, but not for a live one.
-  const deadline = clock.now() + leaseMs * 2;
-  let logged = false;
-  for (;;) {
-    const claim = await store.claimOwnership(endpoint, owner, leaseMs);
-    if (claim.acquired) return;
-    if (clock.now() > deadline) {
-      throw new SwitchyardError(ErrorCodes.DISTRIBUTOR_RUNNING, `A distributor for ${endpoint} already runs (${claim.holder ?? 'unknown'}).`, {
-        fix: `Stop that distributor first; only one distributor may serve ${endpoint} on a store.`,
-      });
-    }
-    if (!logged) logger.info(`waiting for the ownership lease of ${endpoint} held by ${claim.holder ?? 'another distributor'}`);
-    logged = true;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(250, Math.max(10, (claim.until ?? 0) - clock.now() + 5))));
-  }
 }
 
 function positive(option: string, value: number): number {
