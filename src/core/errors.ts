@@ -58,6 +58,7 @@ export const ErrorCodes = {
   READY_INVALID: 'SY_ERR_READY_INVALID',
   /** Another distributor already runs for this logical endpoint on the same store. */
   DISTRIBUTOR_RUNNING: 'SY_ERR_DISTRIBUTOR_RUNNING',
+  DISTRIBUTOR_FENCED: 'SY_ERR_DISTRIBUTOR_FENCED',
   /** A message id is not in the queue an operation looked in (e.g. the error queue). */
   MESSAGE_NOT_FOUND: 'SY_ERR_MESSAGE_NOT_FOUND',
   /** A handler asked for a storage session its endpoint's transport does not give (sqliteSession on another transport). */

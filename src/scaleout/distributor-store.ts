@@ -5,6 +5,7 @@
  * sqliteDistributorStore (src/sqlite/distributor-store.ts).
  */
 import { systemClock } from '../core/clock.js';
+import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointName } from '../core/identity.js';
 import type { SlotRecord, StateChange, WorkerRecord } from './distributor-state.js';
 
@@ -15,26 +16,59 @@ export interface StoredDistributorState {
 
 export interface OwnershipClaim {
   readonly acquired: boolean;
+  /** When acquired: the fence every later write of this owner carries. */
+  readonly fence?: OwnershipFence;
   /** Who holds it when not acquired, and until when (epoch ms). */
   readonly holder?: string;
   readonly until?: number;
 }
 
+/**
+ * Who may write an endpoint's distributor state: the owner and the epoch its claim got. The
+ * epoch grows by one each time ownership changes hands and is never reused (a release keeps it),
+ * so a distributor that was paused past its lease cannot write once another one has claimed.
+ */
+export interface OwnershipFence {
+  readonly owner: string;
+  readonly epoch: number;
+}
+
+/**
+ * Where a distributor keeps its workers, slots and ownership lease. Every method is one
+ * transaction. The contract a store for another database must keep (test/distributor/store-contract.test.ts):
+ * - `claimOwnership` takes the lease when it is free or expired, with an epoch above every earlier one;
+ * - `renewOwnership` and `save` succeed only while the row still names this fence (owner and epoch):
+ *   `save` then applies every change in order, otherwise it writes nothing and throws
+ *   SY_ERR_DISTRIBUTOR_FENCED; `renewOwnership` answers false;
+ * - the lease is kept on the store's clock (its database server's, or the system clock for files).
+ */
 export interface DistributorStore {
   open(): Promise<void>;
   load(endpoint: EndpointName): Promise<StoredDistributorState>;
-  /** Applies every change, in order, in one transaction. */
-  save(endpoint: EndpointName, changes: readonly StateChange[]): Promise<void>;
-  /** Takes or renews the endpoint's distributor lease for `owner` when it is free, expired or already ours. */
+  /** Applies every change, in order, in one transaction, if `fence` still owns the endpoint; otherwise throws SY_ERR_DISTRIBUTOR_FENCED. */
+  save(endpoint: EndpointName, fence: OwnershipFence, changes: readonly StateChange[]): Promise<void>;
+  /** Takes the endpoint's distributor lease for `owner` when it is free or expired, with a new epoch. */
   claimOwnership(endpoint: EndpointName, owner: string, leaseMs: number): Promise<OwnershipClaim>;
-  releaseOwnership(endpoint: EndpointName, owner: string): Promise<void>;
+  /** Extends the lease if `fence` still owns the endpoint (even past its expiry, if nobody claimed since); false when it does not. */
+  renewOwnership(endpoint: EndpointName, fence: OwnershipFence, leaseMs: number): Promise<boolean>;
+  /** Gives the lease up (keeping the epoch) if `fence` still owns it. */
+  releaseOwnership(endpoint: EndpointName, fence: OwnershipFence): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The error a store throws when a write's fence no longer owns the endpoint. */
+export function fencedError(endpoint: EndpointName, fence: OwnershipFence, holder: string | undefined): SwitchyardError {
+  return new SwitchyardError(
+    ErrorCodes.DISTRIBUTOR_FENCED,
+    `The distributor ${fence.owner} (epoch ${fence.epoch}) no longer owns ${endpoint}${holder ? `: ${holder} does` : ''}; its write was refused.`,
+    { fix: 'Stop this distributor; the new owner serves the endpoint. If it was not paused, raise ownershipLeaseMs.' },
+  );
 }
 
 interface EndpointMemory {
   workers: Map<string, WorkerRecord>;
   slots: Map<string, SlotRecord>;
-  owner?: { owner: string; until: number };
+  owner?: { owner: string; epoch: number; until: number };
 }
 
 /** Keeps state in this process: survives a distributor restart inside the process, nothing more. */
@@ -51,36 +85,50 @@ export function memoryDistributorStore(): DistributorStore {
       const e = of(endpoint);
       return { workers: [...e.workers.values()], slots: [...e.slots.values()] };
     },
-    async save(endpoint, changes) {
+    async save(endpoint, fence, changes) {
       const e = of(endpoint);
-      for (const change of changes) {
-        switch (change.kind) {
-          case 'put-worker':
-            e.workers.set(change.worker.address, change.worker);
-            break;
-          case 'drop-slots':
-            for (const [id, slot] of e.slots) if (slot.worker === change.worker) e.slots.delete(id);
-            break;
-          case 'put-slot':
-            e.slots.set(change.slot.id, change.slot);
-            break;
-          case 'delete-slot':
-            e.slots.delete(change.slot);
-            break;
-        }
-      }
+      if (!owns(e, fence)) throw fencedError(endpoint, fence, e.owner?.owner);
+      for (const change of changes) applyChange(e, change);
     },
     async claimOwnership(endpoint, owner, leaseMs) {
       const e = of(endpoint);
       const now = systemClock.now();
-      if (e.owner && e.owner.owner !== owner && e.owner.until > now) return { acquired: false, holder: e.owner.owner, until: e.owner.until };
-      e.owner = { owner, until: now + leaseMs };
-      return { acquired: true };
+      if (e.owner && e.owner.until > now) return { acquired: false, holder: e.owner.owner, until: e.owner.until };
+      const epoch = (e.owner?.epoch ?? 0) + 1;
+      e.owner = { owner, epoch, until: now + leaseMs };
+      return { acquired: true, fence: { owner, epoch } };
     },
-    async releaseOwnership(endpoint, owner) {
+    async renewOwnership(endpoint, fence, leaseMs) {
       const e = of(endpoint);
-      if (e.owner?.owner === owner) e.owner = undefined;
+      if (!e.owner || !owns(e, fence)) return false;
+      e.owner.until = systemClock.now() + leaseMs;
+      return true;
+    },
+    async releaseOwnership(endpoint, fence) {
+      const e = of(endpoint);
+      if (e.owner && owns(e, fence)) e.owner.until = 0;
     },
     async close() {},
   };
+}
+
+function owns(e: EndpointMemory, fence: OwnershipFence): boolean {
+  return e.owner?.owner === fence.owner && e.owner.epoch === fence.epoch;
+}
+
+function applyChange(e: EndpointMemory, change: StateChange): void {
+  switch (change.kind) {
+    case 'put-worker':
+      e.workers.set(change.worker.address, change.worker);
+      return;
+    case 'drop-slots':
+      for (const [id, slot] of e.slots) if (slot.worker === change.worker) e.slots.delete(id);
+      return;
+    case 'put-slot':
+      e.slots.set(change.slot.id, change.slot);
+      return;
+    case 'delete-slot':
+      e.slots.delete(change.slot);
+      return;
+  }
 }

@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
-import type { DistributorStore } from '../scaleout/distributor-store.js';
+import { fencedError, type DistributorStore } from '../scaleout/distributor-store.js';
 import { GroupCommitter, migrate, openDatabase } from './database.js';
 import type { SqliteOptions, Synchronous } from './options.js';
 
@@ -36,6 +36,12 @@ const MIGRATIONS = [
       CREATE INDEX sy_distributor_slots_worker ON sy_distributor_slots (endpoint, worker);
       CREATE TABLE sy_distributor_owner (endpoint TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL);`,
   },
+  {
+    // The fencing epoch: grows with each change of owner; a release keeps the row (until = 0) so it is never reused.
+    version: 2,
+    breaking: false,
+    sql: 'ALTER TABLE sy_distributor_owner ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;',
+  },
 ] as const;
 
 interface WorkerRow {
@@ -44,6 +50,11 @@ interface WorkerRow {
   capacity: number;
   status: string;
   last_seen: number;
+}
+interface OwnerRow {
+  owner: string;
+  epoch: number;
+  until: number;
 }
 interface SlotRow {
   id: string;
@@ -68,10 +79,10 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       putSlot: d.prepare(`INSERT INTO sy_distributor_slots (endpoint, id, worker, session, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)
         ON CONFLICT (endpoint, id) DO UPDATE SET message_id = excluded.message_id`),
       deleteSlot: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND id = ?'),
-      owner: d.prepare('SELECT owner, until FROM sy_distributor_owner WHERE endpoint = ?'),
-      putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, until) VALUES (?, ?, ?)
-        ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, until = excluded.until`),
-      releaseOwner: d.prepare('DELETE FROM sy_distributor_owner WHERE endpoint = ? AND owner = ?'),
+      owner: d.prepare('SELECT owner, epoch, until FROM sy_distributor_owner WHERE endpoint = ?'),
+      putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, epoch, until) VALUES (?, ?, ?, ?)
+        ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, until = excluded.until`),
+      renewOwner: d.prepare('UPDATE sy_distributor_owner SET until = ? WHERE endpoint = ? AND owner = ? AND epoch = ?'),
     };
   }
 
@@ -124,10 +135,11 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       );
       return { workers, slots };
     },
-    async save(endpoint, changes) {
+    async save(endpoint, fence, changes) {
       opened();
-      if (changes.length === 0) return;
       await committer.run(() => {
+        const current = statements.owner.get(endpoint) as OwnerRow | undefined;
+        if (current?.owner !== fence.owner || current.epoch !== fence.epoch) throw fencedError(endpoint, fence, current?.owner);
         for (const change of changes) apply(endpoint, change);
       });
     },
@@ -135,15 +147,20 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       opened();
       return committer.run(() => {
         const now = Date.now();
-        const current = statements.owner.get(endpoint) as { owner: string; until: number } | undefined;
-        if (current && current.owner !== owner && current.until > now) return { acquired: false, holder: current.owner, until: current.until };
-        statements.putOwner.run(endpoint, owner, now + leaseMs);
-        return { acquired: true };
+        const current = statements.owner.get(endpoint) as OwnerRow | undefined;
+        if (current && current.until > now) return { acquired: false, holder: current.owner, until: current.until };
+        const epoch = (current?.epoch ?? 0) + 1;
+        statements.putOwner.run(endpoint, owner, epoch, now + leaseMs);
+        return { acquired: true, fence: { owner, epoch } };
       });
     },
-    async releaseOwnership(endpoint, owner) {
+    async renewOwnership(endpoint, fence, leaseMs) {
       opened();
-      await committer.run(() => statements.releaseOwner.run(endpoint, owner));
+      return committer.run(() => statements.renewOwner.run(Date.now() + leaseMs, endpoint, fence.owner, fence.epoch).changes === 1);
+    },
+    async releaseOwnership(endpoint, fence) {
+      opened();
+      await committer.run(() => statements.renewOwner.run(0, endpoint, fence.owner, fence.epoch));
     },
     async close() {
       if (!db) return;

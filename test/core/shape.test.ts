@@ -21,7 +21,6 @@ const KNOWN = new Set<string>([
   'postgres/transport.ts:postgresTransport',
   'postgres/dataset-store.ts:postgresDatasetStore',
   'redis/dataset-store.ts:redisDatasetStore',
-  'scaleout/distributor.ts:startDistributor',
   'sqlite/dataset-store.ts:sqliteDatasetStore',
   'sqlite/distributor-store.ts:sqliteDistributorStore',
 ]);

@@ -251,3 +251,41 @@ describe('failures (separate processes, SQLite)', () => {
     await waitFor(async () => (await slots(store, 'Restart')).every((w) => w.taken === 0 && w.free === 3), { timeoutMs: 15_000, what: 'every slot returned after the restart' });
   });
 });
+
+describe('ownership fencing (separate processes, SQLite)', () => {
+  it('a distributor paused (SIGSTOP) past its lease while another takes over stops dispatching when resumed: no message is dispatched twice', async () => {
+    const db = freshDb();
+    const store = await openStore(db);
+    // Workers silent for longer than workerTimeoutMs on the paused one's clock: unfenced, it would declare them dead on resume and hand their leased messages back.
+    const config = { db, endpoint: 'Fence', ownershipLeaseMs: 1000, workerTimeoutMs: 1500 };
+    const [old] = await started(track([spawnRole('distributor', config)]));
+    const workers = await started(track([
+      spawnRole('worker', { db, endpoint: 'Fence', discriminator: 'f1', concurrency: 2, delayMs: 20 }),
+      spawnRole('worker', { db, endpoint: 'Fence', discriminator: 'f2', concurrency: 2, delayMs: 20 }),
+    ]));
+    await liveWorkers(store, 'Fence', 2);
+    const client = await sender(db, 'Fence');
+    const total = 1000;
+    for (let n = 1; n <= total; n++) await client.send(Work, { n });
+    await waitFor(() => handledBy(workers).size >= 50, { timeoutMs: 20_000, what: '50 handled by the first distributor' });
+
+    old!.child.kill('SIGSTOP');
+    const pausedAt = Date.now();
+    const [next] = await started(track([spawnRole('distributor', config)]));
+    const forwardedBy = (p: RoleProcess) => Math.max(0, ...p.reports.map((r) => (typeof r.forwarded === 'number' ? r.forwarded : 0)));
+    await waitFor(() => forwardedBy(next!) >= 50 && Date.now() - pausedAt > 2500, { timeoutMs: 20_000, what: 'the new distributor dispatching, the old one paused past its lease and the worker timeout' });
+    old!.child.kill('SIGCONT');
+
+    const lost = await old!.waitForReport((r) => typeof r.lostOwnership === 'string', 10_000);
+    await waitFor(() => handledBy(workers).size === total, { timeoutMs: 60_000, what: 'every message handled' });
+    const twice = [...handledBy(workers)].filter(([, by]) => by.length > 1);
+    expect(twice).toEqual([]);
+    expect(String(lost.lostOwnership)).toContain('lost the ownership of Fence');
+    // Nothing forwarded by the old one after it noticed: its count stays where the pause left it.
+    const lostAt = old!.reports.findIndex((r) => r.lostOwnership !== undefined);
+    const after = old!.reports.slice(lostAt).filter((r) => typeof r.forwarded === 'number').map((r) => r.forwarded);
+    expect(new Set(after).size).toBeLessThanOrEqual(1);
+    const { workers: stored } = await store.load('Fence');
+    expect(stored.map((w) => w.status)).toEqual(['live', 'live']);
+  });
+});

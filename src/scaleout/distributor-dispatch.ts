@@ -1,0 +1,94 @@
+/**
+ * The distributor's dispatch: only while free slots exist, take up to that many data messages
+ * and move each, with a slot, to its worker: in one transaction where the transport has
+ * `forward` (the message is in exactly one of the two queues, and never leased), otherwise by
+ * receiving it and completing it with its forwarded copy. Nothing is forwarded while the
+ * ownership lease is not surely held (distributor-ownership.ts).
+ */
+import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
+import type { QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
+import { stampForward } from './distributor-protocol.js';
+import type { DistributorRuntime } from './distributor-runtime.js';
+import type { SlotRecord, SlotTake, StateChange } from './distributor-state.js';
+
+const RECEIVE_WAIT_MS = 1000;
+
+/** One dispatch round: waits for a free slot, or forwards up to `min(free, batchSize)` messages. */
+export async function dispatchRound(rt: DistributorRuntime): Promise<void> {
+  const { transport, ownership } = rt.ports;
+  // Past the local lease (after a pause): nothing is forwarded until the store confirms ownership.
+  if (!ownership.held() && !(await ownership.renew())) return;
+  const free = rt.state.freeCount();
+  if (free === 0) return rt.slotsFreed();
+  const max = Math.min(free, rt.settings.batchSize);
+  if (transport.forward) {
+    await rt.track(rt.forwards, forwardMoving(rt, transport.forward.bind(transport), max));
+    return;
+  }
+  const receipts = await transport.receive(rt.settings.data, { max, waitMs: RECEIVE_WAIT_MS, signal: rt.signal });
+  if (receipts.length > 0) forwardReceived(rt, receipts);
+}
+
+/** The copy of a data message that goes to the worker holding `slot`. */
+function copyFor(message: TransportMessage, slot: SlotRecord): QueueOutgoing {
+  return { destination: slot.worker, message: stampForward(message, slot.session, slot.id) };
+}
+
+/** Takes the slot for a message, unless ownership is in doubt or no slot is free. */
+function takeSlot(rt: DistributorRuntime, messageId: string): SlotTake | undefined {
+  return rt.ports.ownership.held() ? rt.state.take(messageId) : undefined;
+}
+
+/** Takes a slot for each message and moves it to that worker in one step (Transport.forward). */
+async function forwardMoving(rt: DistributorRuntime, move: NonNullable<Transport['forward']>, max: number): Promise<void> {
+  const taken: SlotTake[] = [];
+  try {
+    rt.forwarded += await move(rt.settings.data, { max, waitMs: RECEIVE_WAIT_MS, signal: rt.signal }, (message) => {
+      // Checked per message, inside the forward: a pause may have happened since the receive began.
+      const take = takeSlot(rt, message.id);
+      if (!take) return undefined;
+      taken.push(take);
+      return copyFor(message, take.slot);
+    });
+    for (const take of taken) {
+      rt.pending.push(...take.changes);
+      rt.countFor(take.slot.worker).forwarded += 1;
+    }
+  } catch (error) {
+    // Nothing moved: the slots are free again, the messages still in the data queue.
+    for (const take of taken) rt.pending.push(...rt.state.release(take.slot));
+    rt.wakeDispatch();
+    throw error;
+  }
+}
+
+/** Transports without `forward`: each received message is completed with its forwarded copy. */
+function forwardReceived(rt: DistributorRuntime, receipts: Receipt[]): void {
+  for (const receipt of receipts) {
+    const taken = takeSlot(rt, receipt.message.id);
+    if (!taken) {
+      // A worker withdrew or died while we received: the message goes back, untouched.
+      void receipt.abandon().catch(() => undefined);
+      continue;
+    }
+    void rt.track(rt.forwards, forwardOne(rt, receipt, taken.slot, taken.changes));
+  }
+}
+
+async function forwardOne(rt: DistributorRuntime, receipt: Receipt, slot: SlotRecord, changes: StateChange[]): Promise<void> {
+  try {
+    await receipt.complete([copyFor(receipt.message, slot)]);
+    rt.forwarded += 1;
+    rt.countFor(slot.worker).forwarded += 1;
+    rt.pending.push(...changes);
+  } catch (error) {
+    // Not forwarded (fenced), or unknown: the slot is free again; if the forward did commit
+    // after all, the worker is over by one until that message's ready returns the slot.
+    rt.pending.push(...rt.state.release(slot));
+    rt.wakeDispatch();
+    if (!isSwitchyardError(error, ErrorCodes.LEASE_LOST)) {
+      rt.ports.logger.warn(`forwarding ${receipt.message.id} to ${slot.worker} failed (${asError(error).message}); it will be forwarded again`);
+      await receipt.abandon(100).catch(() => undefined);
+    }
+  }
+}

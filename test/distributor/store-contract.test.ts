@@ -1,0 +1,74 @@
+/**
+ * The distributor store contract (src/scaleout/distributor-store.ts), run against every store in
+ * the project: a store for another database (PostgreSQL) adds itself to `stores`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ErrorCodes } from '../../src/core/errors.js';
+import { memoryDistributorStore, type DistributorStore } from '../../src/scaleout/distributor-store.js';
+import type { SlotRecord } from '../../src/scaleout/distributor-state.js';
+import { sqliteDistributorStore } from '../../src/sqlite/distributor-store.js';
+import { waitFor } from '../../src/testing/wait.js';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'sy-distributor-store-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const stores: Array<[string, () => DistributorStore]> = [
+  ['memory', () => memoryDistributorStore()],
+  ['sqlite', () => sqliteDistributorStore({ path: path.join(dir, `s${Math.random().toString(36).slice(2)}.db`) })],
+];
+
+/** Claims for `owner` as soon as the current lease has run out. */
+const claimOnceExpired = (store: DistributorStore, owner: string, leaseMs: number) =>
+  waitFor(async () => {
+    const claim = await store.claimOwnership('Sales', owner, leaseMs);
+    return claim.acquired && claim;
+  }, { timeoutMs: 2000, intervalMs: 5, what: `the lease to run out for ${owner}` });
+
+const slot = (id: string): SlotRecord => ({ id, worker: 'Sales@w1', session: 's1', seq: 1, messageId: null });
+
+describe.each(stores)('the %s distributor store', (_name, create) => {
+  const opened = async () => {
+    const store = create();
+    await store.open();
+    return store;
+  };
+
+  it('gives a lease to one owner at a time, and a new owner a higher epoch once it expired', async () => {
+    const store = await opened();
+    const first = await store.claimOwnership('Sales', 'a', 40);
+    expect(first.acquired).toBe(true);
+    const refused = await store.claimOwnership('Sales', 'b', 40);
+    expect(refused).toMatchObject({ acquired: false, holder: 'a' });
+    const second = await claimOnceExpired(store, 'b', 1000);
+    expect(second.fence!.epoch).toBeGreaterThan(first.fence!.epoch);
+    await store.close();
+  });
+
+  it('refuses a save and a renewal from an owner another one has replaced, writing nothing', async () => {
+    const store = await opened();
+    const old = (await store.claimOwnership('Sales', 'a', 30)).fence!;
+    await store.save('Sales', old, [{ kind: 'put-slot', slot: slot('one') }]);
+    // The old owner "paused" past its lease: the next one claims as soon as it ran out.
+    const next = (await claimOnceExpired(store, 'b', 10_000)).fence!;
+    await expect(store.save('Sales', old, [{ kind: 'put-slot', slot: slot('two') }])).rejects.toMatchObject({ code: ErrorCodes.DISTRIBUTOR_FENCED });
+    expect(await store.renewOwnership('Sales', old, 10_000)).toBe(false);
+    expect((await store.load('Sales')).slots.map((s) => s.id)).toEqual(['one']);
+    await store.save('Sales', next, [{ kind: 'delete-slot', slot: 'one' }]);
+    expect((await store.load('Sales')).slots).toEqual([]);
+    await store.close();
+  });
+
+  it('keeps the epoch across a release, so a released fence never writes again', async () => {
+    const store = await opened();
+    const first = (await store.claimOwnership('Sales', 'a', 10_000)).fence!;
+    expect(await store.renewOwnership('Sales', first, 10_000)).toBe(true);
+    await store.releaseOwnership('Sales', first);
+    const again = (await store.claimOwnership('Sales', 'a', 10_000)).fence!;
+    expect(again.epoch).toBe(first.epoch + 1);
+    await expect(store.save('Sales', first, [])).rejects.toMatchObject({ code: ErrorCodes.DISTRIBUTOR_FENCED });
+    await store.close();
+  });
+});
