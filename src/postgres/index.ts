@@ -9,3 +9,5 @@ export { postgresClient } from './session.js';
 export { postgresSubscriptionStore } from './subscription-store.js';
 export type { PostgresSubscriptionStoreOptions } from './subscription-store.js';
 export type { PostgresConnectionOptions } from './pool.js';
+export { postgresDistributorStore } from './distributor-store.js';
+export type { PostgresDistributorStoreOptions } from './distributor-store.js';

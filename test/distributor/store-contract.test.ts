@@ -2,22 +2,40 @@
  * The distributor store contract (src/scaleout/distributor-store.ts), run against every store in
  * the project: a store for another database (PostgreSQL) adds itself to `stores`.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../../src/core/errors.js';
 import { memoryDistributorStore, type DistributorStore } from '../../src/scaleout/distributor-store.js';
 import type { SlotRecord } from '../../src/scaleout/distributor-state.js';
+import { postgresDistributorStore } from '../../src/postgres/distributor-store.js';
 import { sqliteDistributorStore } from '../../src/sqlite/distributor-store.js';
+import { service } from '../support/services.js';
 import { waitFor } from '../../src/testing/wait.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'sy-distributor-store-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const schemas: string[] = [];
+const postgresSchema = () => {
+  schemas.push(`sy_dstore_${randomBytes(4).toString('hex')}`);
+  return schemas.at(-1)!;
+};
+afterAll(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  if (schemas.length === 0) return;
+  const pool = new pg.Pool({ connectionString: postgres.url });
+  for (const schema of schemas) await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await pool.end();
+});
 
+const postgres = await service('postgres');
 const stores: Array<[string, () => DistributorStore]> = [
   ['memory', () => memoryDistributorStore()],
   ['sqlite', () => sqliteDistributorStore({ path: path.join(dir, `s${Math.random().toString(36).slice(2)}.db`) })],
+  // Each store its own schema (migrated by its open()); the schemas are dropped at the end.
+  ...(postgres.skipReason ? [] : [['postgres', () => postgresDistributorStore({ connectionString: postgres.url, schema: postgresSchema() })] as [string, () => DistributorStore]]),
 ];
 
 /** Claims for `owner` as soon as the current lease has run out. */
