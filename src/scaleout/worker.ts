@@ -53,7 +53,7 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
     message: host!.controlMessage('ready', {}, { kind, worker, session, ...extra }),
   });
   const returned = (slots: readonly string[]): Outgoing => ({ destination: control, message: host!.controlMessage('ready', {}, readyBody(worker, session, slots)) });
-  const unannounced = new UnannouncedSlots(announceDelayMs, () => {
+  const unannounced = new UnannouncedSlots(announceDelayMs, () => Math.ceil(capacity / 2), () => {
     const due = unannounced.take();
     if (due.length === 0 || !host) return;
     host.dispatch([returned(due)]).catch((error: unknown) => host?.logger.warn(`returning ${due.length} slot(s) to ${control} failed: ${(error as Error).message}`));
@@ -135,7 +135,7 @@ function configError(option: string, value: string, fix: string): SwitchyardErro
 
 /**
  * Freed slots not announced yet. A slot is announced with the completion that finds the oldest
- * one `delayMs` old (the ready then commits with that completion), or by the timer armed for it
+ * one `delayMs` old or half the capacity waiting (the ready then commits with that completion), or by the timer armed for it
  * when no further completion comes in time (an idle worker's last slots).
  */
 class UnannouncedSlots {
@@ -145,6 +145,8 @@ class UnannouncedSlots {
 
   constructor(
     private readonly delayMs: number,
+    /** Slots held back at most: half the capacity, so the distributor keeps the other half in circulation. */
+    private readonly most: () => number,
     private readonly onDue: () => void,
   ) {}
 
@@ -152,7 +154,7 @@ class UnannouncedSlots {
   add(slot: string, now: number): string[] {
     if (this.slots.length === 0) this.oldestAt = now;
     this.slots.push(slot);
-    if (now - this.oldestAt >= this.delayMs) return this.take();
+    if (now - this.oldestAt >= this.delayMs || this.slots.length >= this.most()) return this.take();
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       this.onDue();
