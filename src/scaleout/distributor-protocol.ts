@@ -6,6 +6,7 @@
  * queue; their body is one of four kinds:
  *   start     { worker, session, capacity: K }   new session: replaces the worker's entries
  *   ready     { worker, session, capacity: 1, slot } one forwarded message settled: slot comes back
+ *   ready     { worker, session, capacity: N, slots: [N ids] } N settled (coalesced): N slots back
  *   heartbeat { worker, session, capacity: K }   still alive (and revives a worker declared dead)
  *   withdraw  { worker, session, capacity: 0 }   stopping: drop free slots, hand queued messages back
  * Forwarded messages keep their headers and gain two: the worker session and the slot id. The
@@ -36,11 +37,14 @@ export interface ReadyMessage {
   /** The worker's own queue. */
   readonly worker: Address;
   readonly session: string;
-  /** start/heartbeat: the worker's capacity; ready: 1; withdraw: 0. */
+  /** start/heartbeat: the worker's capacity; ready: the slots it returns; withdraw: 0. */
   readonly capacity: number;
-  /** ready only: the slot the settled message consumed. */
-  readonly slot?: string;
+  /** ready only: the slots the settled messages consumed (one in a pre-coalescing worker's `slot`). */
+  readonly slots?: readonly string[];
 }
+
+/** Most slots one coalesced ready may return (a capacity is at most 10000 too). */
+const MAX_READY_SLOTS = 10_000;
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 const WORKER = /^[A-Za-z0-9][A-Za-z0-9._\-@]{0,199}$/;
@@ -76,13 +80,30 @@ export function parseReady(message: TransportMessage, endpoint: EndpointName): R
   if (typeof capacity !== 'number' || !Number.isInteger(capacity) || capacity < 0 || capacity > 10_000) {
     throw invalidReady(`capacity ${JSON.stringify(capacity ?? null)} is missing, negative or not a whole number up to 10000`);
   }
-  const expected = kind === 'ready' ? capacity === 1 : kind === 'withdraw' ? capacity === 0 : capacity >= 1;
-  if (!expected) throw invalidReady(`capacity ${capacity} does not fit a ${kind} message (start/heartbeat: >= 1, ready: 1, withdraw: 0)`);
-  if (kind === 'ready') {
-    if (typeof body.slot !== 'string' || !TOKEN.test(body.slot)) throw invalidReady(`slot ${JSON.stringify(body.slot ?? null)} is missing or invalid`);
-    return { kind, worker, session: body.session, capacity, slot: body.slot };
-  }
+  if (kind === 'ready') return { kind, worker, session: body.session, capacity, slots: readySlots(body, capacity) };
+  const expected = kind === 'withdraw' ? capacity === 0 : capacity >= 1;
+  if (!expected) throw invalidReady(`capacity ${capacity} does not fit a ${kind} message (start/heartbeat: >= 1, withdraw: 0)`);
   return { kind, worker, session: body.session, capacity };
+}
+
+/** A ready's slots: `slots` (coalesced, capacity = their count) or the one-slot form `slot` (capacity 1). */
+function readySlots(body: Record<string, unknown>, capacity: number): readonly string[] {
+  if (body.slots === undefined) {
+    if (capacity !== 1) throw invalidReady(`capacity ${capacity} does not fit a one-slot ready message (capacity 1 with \`slot\`, or \`slots\` with capacity = their count)`);
+    if (typeof body.slot !== 'string' || !TOKEN.test(body.slot)) throw invalidReady(`slot ${JSON.stringify(body.slot ?? null)} is missing or invalid`);
+    return [body.slot];
+  }
+  const slots = body.slots;
+  if (!Array.isArray(slots) || slots.length === 0 || slots.length > MAX_READY_SLOTS) throw invalidReady(`slots is not a list of 1 to ${MAX_READY_SLOTS} slot ids`);
+  if (capacity !== slots.length) throw invalidReady(`capacity ${capacity} is not the number of slots returned (${slots.length})`);
+  for (const slot of slots) if (typeof slot !== 'string' || !TOKEN.test(slot)) throw invalidReady(`slot ${JSON.stringify(slot)} is invalid`);
+  if (new Set(slots).size !== slots.length) throw invalidReady('a slot is listed twice');
+  return slots as string[];
+}
+
+/** The ready body returning `slots`: the one-slot form for one (understood by every distributor version), else coalesced. */
+export function readyBody(worker: Address, session: string, slots: readonly string[]): Record<string, unknown> {
+  return slots.length === 1 ? { kind: 'ready', worker, session, capacity: 1, slot: slots[0] } : { kind: 'ready', worker, session, capacity: slots.length, slots };
 }
 
 /** The forwarded copy: the same id, body and headers, plus the slot's stamp. */

@@ -81,6 +81,23 @@ export class DistributorState {
     }
   }
 
+  /** Each slot of a ready comes back once: taken, this worker's; a free slot replaces it while the worker is live. */
+  private returnSlots(worker: WorkerRecord, ids: readonly string[], seen: StateChange): ReadyOutcome {
+    const changes: StateChange[] = [seen];
+    const stale: string[] = [];
+    for (const id of ids) {
+      const slot = this.slots.get(id);
+      if (!slot || slot.messageId === null || slot.worker !== worker.address) {
+        stale.push(id);
+        continue;
+      }
+      changes.push(this.deleteSlot(slot));
+      if (worker.status === 'live') changes.push(...this.addSlots(worker, 1));
+    }
+    if (stale.length === ids.length) return { changes, ignored: `slot ${stale.join(', ')} was already returned` };
+    return { changes };
+  }
+
   apply(ready: ReadyMessage, now: number): ReadyOutcome {
     const current = this.workers.get(ready.worker);
     if (ready.kind === 'start') {
@@ -92,13 +109,8 @@ export class DistributorState {
     if (current.session !== ready.session) return { changes: [], ignored: `session ${ready.session} is not the worker's current session ${current.session}` };
     const seen = this.putWorker({ ...current, lastSeen: now });
     switch (ready.kind) {
-      case 'ready': {
-        const slot = this.slots.get(ready.slot!);
-        if (!slot || slot.messageId === null || slot.worker !== ready.worker) return { changes: [seen], ignored: `slot ${ready.slot} was already returned` };
-        const changes: StateChange[] = [seen, this.deleteSlot(slot)];
-        if (current.status === 'live') changes.push(...this.addSlots(current, 1));
-        return { changes };
-      }
+      case 'ready':
+        return this.returnSlots(current, ready.slots ?? [], seen);
       case 'heartbeat': {
         if (current.status !== 'dead') return { changes: [seen] };
         // Declared dead but alive after all (a long pause): it gets a full set of slots again;

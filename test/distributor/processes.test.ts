@@ -252,6 +252,29 @@ describe('failures (separate processes, SQLite)', () => {
   });
 });
 
+describe('coalesced readiness (separate processes, SQLite)', () => {
+  it('under load, one ready message returns the slots of several completions', async () => {
+    const db = freshDb();
+    const store = await openStore(db);
+    const [distributor] = await started(track([spawnRole('distributor', { db, endpoint: 'Coal' })]));
+    const workers = await started(track([
+      spawnRole('worker', { db, endpoint: 'Coal', discriminator: 'c1', concurrency: 4, delayMs: 5 }),
+      spawnRole('worker', { db, endpoint: 'Coal', discriminator: 'c2', concurrency: 4, delayMs: 5 }),
+    ]));
+    await liveWorkers(store, 'Coal', 2);
+    const client = await sender(db, 'Coal');
+    const total = 400;
+    for (let n = 1; n <= total; n++) await client.send(Work, { n });
+    await waitFor(() => handledBy(workers).size === total, { timeoutMs: 30_000, what: 'every message handled' });
+    await waitFor(async () => (await slots(store, 'Coal')).every((w) => w.taken === 0 && w.free === 4), { timeoutMs: 10_000, what: 'every slot returned' });
+    // A report made after every slot came back counts every ready.
+    const seen = distributor!.reports.length;
+    const last = await waitFor(() => distributor!.reports.slice(seen).find((r) => typeof r.readies === 'number'), { timeoutMs: 5000, what: 'a fresh count of ready messages' });
+    expect(Number(last.readies)).toBeGreaterThan(0);
+    expect(Number(last.readies)).toBeLessThan(total * 0.7);
+  });
+});
+
 describe('ownership fencing (separate processes, SQLite)', () => {
   it('a distributor paused (SIGSTOP) past its lease while another takes over stops dispatching when resumed: no message is dispatched twice', async () => {
     const db = freshDb();

@@ -4,7 +4,7 @@ import { DistributorState } from '../../src/scaleout/distributor-state.js';
 import type { ReadyMessage } from '../../src/scaleout/distributor-protocol.js';
 
 const start = (worker: string, session: string, capacity: number): ReadyMessage => ({ kind: 'start', worker, session, capacity });
-const ready = (worker: string, session: string, slot: string): ReadyMessage => ({ kind: 'ready', worker, session, capacity: 1, slot });
+const ready = (worker: string, session: string, slot: string): ReadyMessage => ({ kind: 'ready', worker, session, capacity: 1, slots: [slot] });
 
 function freeOf(state: DistributorState, worker: string) {
   const view = state.view().find((w) => w.address === worker)!;
