@@ -59,6 +59,8 @@ export interface ReplicaOptions<V> {
   leaseMs: number;
   stalenessMs: number;
   catchUpMs: number;
+  /** Applied versions are written to membership at most once per this many ms (see replica-membership.ts). */
+  reportMs: number;
   validate: StageValidator<V> | undefined;
 }
 

@@ -1,7 +1,10 @@
 /**
- * One LISTEN connection per store, shared by its watched datasets. The connection is a wake-up
- * hint only: when it drops it reconnects with jittered backoff and then wakes every watcher, so
- * replicas run a catch-up read for whatever was committed meanwhile.
+ * One connection per store, shared by its watched datasets: it LISTENs, and in the store's
+ * single-connection mode it also runs every query (`exclusive`, one at a time, so a transaction
+ * is never interleaved with another caller's statements). When it drops, or cannot be opened
+ * (refused, "too many clients", a restart), it reconnects with jittered backoff and then wakes
+ * every watcher, so replicas run a catch-up read for whatever was committed meanwhile; queries
+ * meanwhile fail at once and the replica's sync loop retries them with its own backoff.
  */
 import type pg from 'pg';
 import { decodeHint } from '../datasets/records.js';
@@ -29,7 +32,9 @@ export function createListener(options: ListenerOptions) {
   let connecting: Promise<void> | undefined;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let failures = 0;
+  let lastError: unknown;
   let closed = false;
+  let queue: Promise<unknown> = Promise.resolve();
 
   const wakeAll = () => {
     for (const set of handlers.values()) for (const wake of set) wake();
@@ -53,7 +58,8 @@ export function createListener(options: ListenerOptions) {
           await c.end().catch(() => undefined);
           return;
         }
-        const lost = () => {
+        const lost = (error?: unknown) => {
+          lastError = error ?? new Error('the connection ended');
           if (client !== c) return;
           client = undefined;
           c.end().catch(() => undefined);
@@ -72,7 +78,8 @@ export function createListener(options: ListenerOptions) {
         const reconnected = failures > 0;
         failures = 0;
         if (reconnected) wakeAll();
-      } catch {
+      } catch (error) {
+        lastError = error;
         failures++;
         scheduleReconnect();
       } finally {
@@ -82,7 +89,21 @@ export function createListener(options: ListenerOptions) {
     return connecting;
   };
 
+  /** The connected client, connecting once if there is none; throws the last connect error when it cannot. */
+  const connected = async (): Promise<pg.Client> => {
+    if (closed) throw new Error('the PostgreSQL dataset store is closed');
+    if (!client) await connect();
+    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(lastError)}`);
+    return client;
+  };
+
   return {
+    /** Runs `body` on the connection, after every earlier body finished. */
+    exclusive<T>(body: (client: pg.Client) => Promise<T>): Promise<T> {
+      const run = queue.then(async () => body(await connected()));
+      queue = run.catch(() => undefined);
+      return run;
+    },
     async add(dataset: string, onWake: (hint?: LogRecord) => void): Promise<() => Promise<void>> {
       let set = handlers.get(dataset);
       if (!set) handlers.set(dataset, (set = new Set()));

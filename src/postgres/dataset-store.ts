@@ -22,11 +22,16 @@ import { createListener } from './dataset-listener.js';
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
   connectionString?: string;
-  /** A pool you own (not ended by close()). LISTEN uses its own client from `connectionString` or the pool's options. */
+  /** A pool you own (not ended by close()) for the queries; LISTEN then uses one more client from the pool's options. */
   pool?: pg.Pool;
   /** Schema for the dataset tables (default `switchyard`). */
   schema?: string;
-  /** Max pool size when the store creates the pool (default 4). */
+  /**
+   * Connections the store opens (default 1). With 1, one client LISTENs and runs every query,
+   * one at a time: a replica process holds one connection however many datasets it opens on
+   * this store (pass the same store to each openDataset to share it). With N > 1, a pool of N
+   * runs the queries beside the LISTEN client (N + 1 in all): for a process that writes a lot.
+   */
   maxConnections?: number;
   /**
    * Apply the record a wake-up carries instead of reading it (default true; saves a read per
@@ -34,6 +39,11 @@ export interface PostgresDatasetStoreOptions {
    * can feed replicas data. Turn it off when untrusted clients can reach the server.
    */
   wakeRecords?: boolean;
+}
+
+/** What queries run on: the pool, or the store's one connection. */
+interface Queryable {
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
 /** 2: dataset_meta.generation, dataset_advance. */
@@ -127,18 +137,55 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       fix: 'Pass { connectionString: process.env.DATABASE_URL } or { pool }.',
     });
   }
-  const ownPool = !options.pool;
-  const pool = options.pool ?? new pg.Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
-  // An idle client's error (server restart) must not crash the process; the next query reconnects.
-  if (ownPool) pool.on('error', () => undefined);
+  const maxConnections = options.maxConnections ?? 1;
+  if (!(Number.isInteger(maxConnections) && maxConnections >= 1)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `postgresDatasetStore: maxConnections ${maxConnections} is not a whole number of at least 1.`, {
+      fix: 'Leave maxConnections out (one connection per process), or pass a whole number such as 4.',
+    });
+  }
   const s = `"${schema}"`;
   const channel = `sy_datasets_${schema}`;
   let ready: Promise<void> | undefined;
+  const ownPool = !options.pool && maxConnections > 1;
+  const pool = options.pool ?? (ownPool ? new pg.Pool({ connectionString: options.connectionString, max: maxConnections }) : undefined);
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  if (ownPool) pool?.on('error', () => undefined);
 
-  const migrate = async () => {
+  const listener = createListener({
+    channel,
+    wakeRecords: options.wakeRecords ?? true,
+    connect: async () => {
+      const client = new pg.Client(options.connectionString ? { connectionString: options.connectionString } : pool?.options);
+      client.on('error', () => undefined); // a refused or dropped connection is retried, never thrown at the process
+      await client.connect();
+      return client;
+    },
+  });
+  const db: Queryable = pool ?? { query: (text, values) => listener.exclusive((c) => c.query(text, values)) };
+
+  async function transaction<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
+    const inside = async (client: Queryable) => {
+      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      try {
+        const result = await body(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    };
+    if (!pool) return listener.exclusive(inside);
     const client = await pool.connect();
     try {
-      await client.query('BEGIN');
+      return await inside(client);
+    } finally {
+      client.release();
+    }
+  }
+
+  const migrate = () =>
+    transaction('READ COMMITTED', async (client) => {
       // Serialise concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
       await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.datasets'))");
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
@@ -159,14 +206,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       await client.query(`DROP FUNCTION IF EXISTS ${s}.dataset_append(text, text, boolean, text[], boolean[], bigint[], text[], text)`);
       await client.query(advanceFunction(s));
       await client.query(appendFunction(s));
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  };
+    });
   const ensure = () => {
     ready ??= migrate().catch((error: unknown) => {
       ready = undefined; // retry on the next call
@@ -190,42 +230,16 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     }
   }
 
-  async function tx<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  async function tx<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
     return run(() => transaction(isolation, body));
   }
-  async function transaction<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    try {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      const result = await body(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
 
-  const readMeta = async (c: pg.PoolClient | pg.Pool, dataset: string) => {
+  const readMeta = async (c: Queryable, dataset: string) => {
     const row = (await c.query<{ version: string; trimmed: string; generation: string }>(
       `SELECT version, trimmed_through AS trimmed, generation FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
     )).rows[0];
     return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0), generation: row?.generation ?? '' };
   };
-
-  const listener = createListener({
-    channel,
-    wakeRecords: options.wakeRecords ?? true,
-    connect: async () => {
-      const client = options.connectionString
-        ? new pg.Client({ connectionString: options.connectionString })
-        : new pg.Client(pool.options);
-      await client.connect();
-      return client;
-    },
-  });
 
   return {
     backend: 'postgres',
@@ -233,7 +247,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       checkDatasetName(dataset);
       const ops = record.kind === 'abort' ? [] : record.ops;
       try {
-        const result = await run(() => pool.query<{ o_version: string; o_generation: string }>(`SELECT * FROM ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+        const result = await run(() => db.query<{ o_version: string; o_generation: string }>(`SELECT * FROM ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
           dataset,
           encodeRecord(record),
           appliedOps(record).length > 0,
@@ -258,7 +272,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async advance(dataset, floor) {
       checkDatasetName(dataset);
-      const row = (await run(() => pool.query<{ o_generation: string; o_head: string }>(
+      const row = (await run(() => db.query<{ o_generation: string; o_head: string }>(
         `SELECT * FROM ${s}.dataset_advance($1, $2, $3)`, [dataset, Math.max(0, Math.floor(floor)), channel],
       ))).rows[0];
       return { generation: String(row?.o_generation), head: Number(row?.o_head ?? 0) };
@@ -266,7 +280,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
       // One statement, so the trim point, head, generation and records come from one snapshot.
-      const rows = (await run(() => pool.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
+      const rows = (await run(() => db.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
         `SELECT m.trimmed_through AS trimmed, m.version AS head, m.generation, l.version, l.record FROM ${s}.dataset_meta m
          LEFT JOIN LATERAL (SELECT version, record FROM ${s}.dataset_log
            WHERE dataset = m.dataset AND version > $2 ORDER BY version LIMIT $3) l ON true
@@ -295,18 +309,18 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     },
 
     async heartbeat(dataset, report) {
-      await run(() => pool.query(
+      await run(() => db.query(
         `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
         [dataset, report.replica, JSON.stringify(report)],
       ));
     },
 
     async leave(dataset, replica) {
-      await run(() => pool.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
+      await run(() => db.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
     },
 
     async membership(dataset): Promise<Membership> {
-      const row = (await run(() => pool.query<{ head: string; generation: string; reports: string[] }>(
+      const row = (await run(() => db.query<{ head: string; generation: string; reports: string[] }>(
         `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
                 coalesce((SELECT generation FROM ${s}.dataset_meta WHERE dataset = $1), '') AS generation,
                 array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
@@ -333,7 +347,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async close() {
       await listener.close();
-      if (ownPool && !pool.ended) await pool.end();
+      if (ownPool && pool && !pool.ended) await pool.end();
     },
   };
 }
