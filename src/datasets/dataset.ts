@@ -124,7 +124,7 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
   const leaseMs = options.leaseMs ?? 5000;
   const stalenessMs = options.stalenessMs ?? 10_000;
   const catchUpMs = options.catchUpMs ?? Math.min(1000, Math.max(20, Math.floor(stalenessMs / 4)));
-  const reportMs = options.reportMs ?? 200;
+  const reportMs = options.reportMs ?? 50;
   const refuse = options.onStale === 'refuse';
   for (const [option, value] of [['leaseMs', leaseMs], ['stalenessMs', stalenessMs], ['catchUpMs', catchUpMs], ['reportMs', reportMs]] as const) {
     if (!(Number.isFinite(value) && value > 0)) {
