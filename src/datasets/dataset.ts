@@ -115,8 +115,8 @@ function toEntryOps<V>(dataset: string, ops: readonly DatasetOp<V>[]): EntryOp[]
   });
 }
 
-export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
-  const dataset = checkDatasetName(name);
+/** The options with their defaults, checked: a bad timing option is a coded error that says which. */
+function resolveOptions<V>(dataset: string, options: DatasetOptions<V>) {
   const { store } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
@@ -138,6 +138,12 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
       fix: 'Make catchUpMs a fraction of stalenessMs (the default is a quarter, at most 1000 ms).',
     });
   }
+  return { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse };
+}
+
+export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
+  const dataset = checkDatasetName(name);
+  const { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse } = resolveOptions(dataset, options);
   const replica = createReplica<V>({
     dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, reportMs, validate: options.validate,
   });
