@@ -1,18 +1,21 @@
 /**
  * Dataset benchmarks.
  *   dataset.read                 local reads/s from a replica vs a plain Map.get loop (same keys, same run)
- *   dataset.<backend>.converge-10  a write until all 10 replica PROCESSES applied it: p50/p99 convergence
+ *   dataset.<backend>.converge-10, -100  a write until all 10 (100) replica PROCESSES applied it: p50/p99 convergence
  *                                latency over 200 writes at a fixed offered rate after 20 warm-up writes;
  *                                msgs/s = writes/s achieved. Baseline: the same change pushed through a
  *                                plain broadcast to the same 10 processes (Redis PUBLISH, PostgreSQL NOTIFY,
  *                                SQLite: every process polls one row at the store's poll interval).
+ *                                Settings report store writes per change (the append plus membership
+ *                                writes, counted in the children) and, on PostgreSQL, connections per
+ *                                replica. PostgreSQL at 100 runs on a private server (bench/private-postgres.ts).
  *   dataset.pubsub-events.converge-10  the comparison the issue asks for: the same writes pushed as a
  *                                Switchyard event on SQLite to 10 processes, each subscribed as a logical
  *                                endpoint of its own (publish/subscribe reaches one instance per logical
  *                                subscriber, so that is what reaching every process takes); p50/p99 until all
  *                                10 handled it. Baseline: the dataset.sqlite.converge-10 row of the same run.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -28,7 +31,9 @@ import { sqliteDatasetStore } from '../../src/sqlite/dataset-store.js';
 import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/datasets/fixtures/bench-child.js';
 import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-event-child.js';
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
-import { nodeScript, type NodeScript } from '../../src/testing/node-script.js';
+import { forkReplicas, stopReplicas } from '../../test/datasets/fixtures/replica-fleet.js';
+import { startPrivatePostgres } from '../private-postgres.js';
+import { nodeScript } from '../../src/testing/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../../src/core/clock.js';
 import { percentile } from '../stats.js';
@@ -36,7 +41,9 @@ import type { BenchResult, BenchSuite } from '../types.js';
 
 const CHILD = nodeScript('../../test/datasets/fixtures/bench-child.ts', import.meta.url);
 const EVENT_CHILD = nodeScript('../../test/datasets/fixtures/bench-event-child.ts', import.meta.url);
-const REPLICAS = 10;
+/** Replica processes of the converge rows; the pubsub-events row uses the first. */
+const FLEETS = [10, 100] as const;
+const REPLICAS = FLEETS[0];
 const WARMUP = 20;
 const WRITES = 200;
 const RATE = 100; // offered writes per second
@@ -102,7 +109,7 @@ async function drive(
     const listener = (raw: unknown) => {
       const m = raw as BenchChildMessage;
       const id = pick(m);
-      if (id === undefined || m.type === 'ready') return;
+      if (id === undefined || !('at' in m)) return;
       received[index]!.push({ id, at: m.at });
       maxSeen[index] = Math.max(maxSeen[index]!, id);
     };
@@ -136,18 +143,54 @@ async function drive(
   return { latencies: latencies.sort((a, b) => a - b), perSec: WRITES / elapsed };
 }
 
-async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: string) => void): Promise<BenchResult | undefined> {
+/** The membership writes (heartbeats) all children made so far. */
+async function countReports(children: readonly ChildProcess[]): Promise<number> {
+  const counts = await Promise.all(children.map((child) => new Promise<number>((resolve) => {
+    const listener = (m: unknown) => {
+      if ((m as BenchChildMessage).type !== 'reports') return;
+      child.off('message', listener);
+      resolve((m as Extract<BenchChildMessage, { type: 'reports' }>).count);
+    };
+    child.on('message', listener);
+    child.send({ type: 'count' });
+  })));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** Replica connections per process: PostgreSQL backends named by the replicas' application_name. */
+async function pgConnectionsPerReplica(url: string, app: string, replicas: number): Promise<number> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const n = Number((await client.query('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [app])).rows[0].n);
+    return n / replicas;
+  } finally {
+    await client.end();
+  }
+}
+
+async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas: number, log: (l: string) => void): Promise<BenchResult | undefined> {
+  const row = `dataset.${backend}.converge-${replicas}`;
   if (backend !== 'sqlite' && !(await reachable(urls[backend]))) {
-    log(`dataset.${backend}.converge-10: skipped: ${backend} is not reachable at ${new URL(urls[backend]).host}`);
+    log(`${row}: skipped: ${backend} is not reachable at ${new URL(urls[backend]).host}`);
     return undefined;
   }
+  const closers: (() => Promise<unknown> | void)[] = [];
+  // 100 replica and 100 baseline connections do not fit the shared server (max_connections 100).
+  const privatePg = backend === 'postgres' && replicas > 40 ? await startPrivatePostgres(replicas * 2 + 50) : undefined;
+  if (backend === 'postgres' && replicas > 40 && !privatePg) {
+    log(`${row}: skipped: needs a private PostgreSQL (pg_ctl, initdb) for ${replicas * 2} connections`);
+    return undefined;
+  }
+  if (privatePg) closers.push(() => privatePg.stop());
+  const pgUrl = privatePg?.url ?? urls.postgres;
+  const replicaApp = 'sy-bench-replica';
   const tag = `${process.pid}_${Date.now().toString(36)}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-ds-'));
   const channel = `sy_bench_broadcast_${tag}`;
   let spec: StoreSpec;
   let broadcast: Broadcast;
   let publish: (n: number) => Promise<void>;
-  const closers: (() => Promise<unknown> | void)[] = [];
   if (backend === 'sqlite') {
     spec = { backend: 'sqlite', path: path.join(dir, 'datasets.db') };
     const file = path.join(dir, 'broadcast.db');
@@ -160,12 +203,14 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
     broadcast = { kind: 'sqlite', path: file, pollMs: SQLITE_POLL_MS };
     closers.push(() => void db.close());
   } else if (backend === 'postgres') {
-    spec = { backend: 'postgres', url: urls.postgres, schema: `sy_bench_${tag}` };
-    const client = new pg.Client({ connectionString: urls.postgres });
+    const replicaUrl = new URL(pgUrl);
+    replicaUrl.searchParams.set('application_name', replicaApp);
+    spec = { backend: 'postgres', url: replicaUrl.toString(), schema: `sy_bench_${tag}` };
+    const client = new pg.Client({ connectionString: pgUrl });
     await client.connect();
     publish = async (n) => void (await client.query('SELECT pg_notify($1, $2)', [channel, String(n)]));
-    broadcast = { kind: 'postgres', url: urls.postgres, channel };
-    closers.push(async () => {
+    broadcast = { kind: 'postgres', url: pgUrl, channel };
+    closers.unshift(async () => {
       await client.query(`DROP SCHEMA IF EXISTS "sy_bench_${tag}" CASCADE`);
       await client.end();
     });
@@ -181,34 +226,40 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
     });
   }
   const dataset = `bench-converge-${tag}`.replace(/_/g, '-');
-  const store = openStore(spec);
+  const store = openStore(backend === 'postgres' ? { backend, url: pgUrl, schema: `sy_bench_${tag}` } : spec);
   const writer = await openDataset<number>(dataset, { store });
   let children: ChildProcess[] = [];
   try {
     const t = Date.now();
     children = await forkReplicas(
       CHILD,
-      Array.from({ length: REPLICAS }, (_, i): BenchChildConfig => ({ store: spec, dataset, instance: `bench-${i}`, broadcast })),
+      Array.from({ length: replicas }, (_, i): BenchChildConfig => ({ store: spec, dataset, instance: `bench-${i}`, broadcast })),
     );
-    log(`dataset.${backend}.converge-10: ${REPLICAS} replica processes up in ${Date.now() - t} ms`);
+    log(`${row}: ${replicas} replica processes up in ${Date.now() - t} ms`);
+    const connections = backend === 'postgres' ? await pgConnectionsPerReplica(pgUrl, replicaApp, replicas) : undefined;
+    const reportsBefore = await countReports(children);
     const mine = await drive(children, (m) => (m.type === 'applied' ? m.version : undefined), (i) => writer.set('price', i));
+    // One append per change, plus the replicas' membership writes over the same writes (warm-up included).
+    const writesPerChange = 1 + ((await countReports(children)) - reportsBefore) / (WARMUP + WRITES);
     const base = await drive(children, (m) => (m.type === 'broadcast' ? m.n : undefined), async (i) => {
       await publish(i);
       return i;
     });
     const [p50, p99, b50, b99] = [percentile(mine.latencies, 0.5), percentile(mine.latencies, 0.99), percentile(base.latencies, 0.5), percentile(base.latencies, 0.99)];
-    log(`dataset.${backend}.converge-10: p50 ${p50?.toFixed(2)} ms p99 ${p99?.toFixed(2)} ms; broadcast p50 ${b50?.toFixed(2)} ms p99 ${b99?.toFixed(2)} ms`);
+    log(`${row}: p50 ${p50?.toFixed(2)} ms p99 ${p99?.toFixed(2)} ms, ${mine.perSec.toFixed(1)} writes/s, ${writesPerChange.toFixed(2)} store writes per change${connections === undefined ? '' : `, ${connections} connections per replica`}; broadcast p50 ${b50?.toFixed(2)} ms p99 ${b99?.toFixed(2)} ms`);
     const baseline = {
       sqlite: `every process polls one row every ${SQLITE_POLL_MS} ms (no log, no resume, no membership)`,
-      postgres: 'pg_notify to 10 LISTEN connections (lossy; no log, no resume)',
-      redis: 'Redis PUBLISH to 10 subscribers (lossy; no log, no resume)',
+      postgres: `pg_notify to ${replicas} LISTEN connections (lossy; no log, no resume)`,
+      redis: `Redis PUBLISH to ${replicas} subscribers (lossy; no log, no resume)`,
     }[backend];
     return {
-      name: `dataset.${backend}.converge-10`, transport: backend, messages: WRITES, msgsPerSec: mine.perSec, p50Ms: p50, p99Ms: p99,
+      name: row, transport: backend, messages: WRITES, msgsPerSec: mine.perSec, p50Ms: p50, p99Ms: p99,
       baseline: `${baseline}; its p50/p99 in settings`, baselineMsgsPerSec: base.perSec, ratio: mine.perSec / base.perSec,
       settings: {
-        replicas: REPLICAS, offeredWritesPerSec: RATE, warmup: WARMUP,
+        replicas, offeredWritesPerSec: RATE, warmup: WARMUP,
         baselineP50Ms: Number(b50?.toFixed(3) ?? -1), baselineP99Ms: Number(b99?.toFixed(3) ?? -1),
+        storeWritesPerChange: Number(writesPerChange.toFixed(3)),
+        ...(connections === undefined ? {} : { connectionsPerReplica: connections, server: privatePg ? 'private PostgreSQL (max_connections raised)' : 'shared' }),
         ...(backend === 'sqlite' ? { synchronous: 'FULL', pollMs: SQLITE_POLL_MS } : {}),
       },
     };
@@ -219,30 +270,6 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', log: (l: 
     for (const close of closers) await close();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** Forks one process per replica and waits for each to say it is ready. */
-async function forkReplicas(child: NodeScript, configs: object[]): Promise<ChildProcess[]> {
-  const children: ChildProcess[] = [];
-  await Promise.all(
-    configs.map((config, i) => {
-      const replica = fork(child.script, [JSON.stringify(config)], { execArgv: [...child.execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      children.push(replica);
-      return new Promise<void>((resolve, reject) => {
-        replica.once('exit', (code) => reject(new Error(`bench replica ${i} exited with ${code}`)));
-        replica.on('message', (m) => (m as BenchChildMessage).type === 'ready' && resolve());
-      });
-    }),
-  );
-  return children;
-}
-
-async function stopReplicas(children: ChildProcess[]): Promise<void> {
-  for (const c of children) {
-    c.removeAllListeners('exit');
-    if (c.connected) c.disconnect();
-  }
-  await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
 }
 
 async function benchEvents(log: (l: string) => void, dataset: BenchResult | undefined): Promise<BenchResult> {
@@ -289,17 +316,24 @@ async function benchEvents(log: (l: string) => void, dataset: BenchResult | unde
 }
 
 const suite: BenchSuite = {
-  names: ['dataset.read', 'dataset.sqlite.converge-10', 'dataset.postgres.converge-10', 'dataset.redis.converge-10', 'dataset.pubsub-events.converge-10'],
+  names: [
+    'dataset.read',
+    ...FLEETS.flatMap((n) => ['sqlite', 'postgres', 'redis'].map((backend) => `dataset.${backend}.converge-${n}`)),
+    'dataset.pubsub-events.converge-10',
+  ],
   async run({ only, log }) {
     const results: BenchResult[] = [];
     if (only('dataset.read')) results.push(await benchRead(log));
-    for (const backend of ['sqlite', 'postgres', 'redis'] as const) {
-      if (!only(`dataset.${backend}.converge-10`)) continue;
-      const r = await benchConverge(backend, log).catch((error: unknown) => {
-        log(`dataset.${backend}.converge-10: failed: ${String(error)}`);
-        return undefined;
-      });
-      if (r) results.push(r);
+    for (const replicas of FLEETS) {
+      for (const backend of ['sqlite', 'postgres', 'redis'] as const) {
+        const row = `dataset.${backend}.converge-${replicas}`;
+        if (!only(row)) continue;
+        const r = await benchConverge(backend, replicas, log).catch((error: unknown) => {
+          log(`${row}: failed: ${String(error)}`);
+          return undefined;
+        });
+        if (r) results.push(r);
+      }
     }
     if (only('dataset.pubsub-events.converge-10')) {
       const dataset = results.find((r) => r.name === 'dataset.sqlite.converge-10');

@@ -37,6 +37,12 @@ export interface DatasetOptions<V> {
   onStale?: 'serve' | 'refuse';
   /** Periodic catch-up read that backs up the store's wake-ups (default 1000 ms). */
   catchUpMs?: number;
+  /**
+   * A new applied version is written to membership at most once per this many ms (default 50):
+   * store writes per second stay bounded however fast changes arrive; waitForVersion may see a
+   * version up to this much later than the replica applied it.
+   */
+  reportMs?: number;
   /** status() removes replicas departed longer than this from membership (default 1 hour). */
   forgetAfterMs?: number;
   /** Votes on staged changes; return a reason to reject. Default: accept. */
@@ -109,8 +115,8 @@ function toEntryOps<V>(dataset: string, ops: readonly DatasetOp<V>[]): EntryOp[]
   });
 }
 
-export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
-  const dataset = checkDatasetName(name);
+/** The options with their defaults, checked: a bad timing option is a coded error that says which. */
+function resolveOptions<V>(dataset: string, options: DatasetOptions<V>) {
   const { store } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
@@ -118,8 +124,9 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
   const leaseMs = options.leaseMs ?? 5000;
   const stalenessMs = options.stalenessMs ?? 10_000;
   const catchUpMs = options.catchUpMs ?? Math.min(1000, Math.max(20, Math.floor(stalenessMs / 4)));
+  const reportMs = options.reportMs ?? 50;
   const refuse = options.onStale === 'refuse';
-  for (const [option, value] of [['leaseMs', leaseMs], ['stalenessMs', stalenessMs], ['catchUpMs', catchUpMs]] as const) {
+  for (const [option, value] of [['leaseMs', leaseMs], ['stalenessMs', stalenessMs], ['catchUpMs', catchUpMs], ['reportMs', reportMs]] as const) {
     if (!(Number.isFinite(value) && value > 0)) {
       throw new SwitchyardError(ErrorCodes.CONFIG, `Dataset "${dataset}": ${option} ${value} is not a positive number of milliseconds.`, {
         fix: `Pass a positive ${option}, or leave it out for the default.`,
@@ -131,8 +138,14 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
       fix: 'Make catchUpMs a fraction of stalenessMs (the default is a quarter, at most 1000 ms).',
     });
   }
+  return { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse };
+}
+
+export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
+  const dataset = checkDatasetName(name);
+  const { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse } = resolveOptions(dataset, options);
   const replica = createReplica<V>({
-    dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, validate: options.validate,
+    dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, reportMs, validate: options.validate,
   });
   const stager = createStager(dataset, store, clock, instance, () => replica.applied);
   let closing: Promise<void> | undefined;

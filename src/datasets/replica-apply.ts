@@ -21,29 +21,44 @@ export interface ApplierHooks {
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
-export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
-  const entries = new Map<string, Entry<V>>();
-  // Values alone, for get(): the hot path is then exactly one Map lookup.
-  const values = new Map<string, V>();
+/** Calls `targets` with the change; returns the ones that threw and the first error. */
+function callListeners<V>(targets: Iterable<Listener<V>>, change: DatasetChange<V>) {
+  const failed = new Set<Listener<V>>();
+  let error: unknown;
+  for (const listener of targets) {
+    try {
+      listener(change);
+    } catch (e) {
+      if (failed.size === 0) error = e;
+      failed.add(listener);
+    }
+  }
+  return { failed, error };
+}
+
+/** What a snapshot changes against the entries in memory. */
+function snapshotDiff<V>(entries: ReadonlyMap<string, Entry<V>>, next: ReadonlyMap<string, Entry<V>>, reborn: boolean): KeyChange<V>[] {
+  const diff: KeyChange<V>[] = [];
+  // Across generations a key's version says nothing (the store lost data): compare values.
+  const changed = (old: Entry<V>, entry: Entry<V>) =>
+    old.version !== entry.version || (reborn && JSON.stringify(old.value) !== JSON.stringify(entry.value));
+  for (const [key, entry] of next) {
+    const old = entries.get(key);
+    if (!old || changed(old, entry)) diff.push({ key, value: entry.value, deleted: false });
+  }
+  for (const key of entries.keys()) if (!next.has(key)) diff.push({ key, value: undefined, deleted: true });
+  return diff;
+}
+
+/**
+ * The listeners and the hold: runs onChange listeners; when one throws, holds the replica below
+ * that version and retries the ones that threw with backoff until they succeed.
+ */
+function createListenerHold<V>(ctx: ReplicaContext, hooks: Omit<ApplierHooks, 'stage'>) {
   const listeners = new Set<Listener<V>>();
   let held: { version: number; change: DatasetChange<V>; remaining: Set<Listener<V>>; failure: ReplicaFailure } | undefined;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   const name = `dataset "${ctx.dataset}" (${ctx.instance})`;
-
-  /** Calls `targets` with the change; returns the ones that threw and the first error. */
-  const call = (targets: Iterable<Listener<V>>, change: DatasetChange<V>) => {
-    const failed = new Set<Listener<V>>();
-    let error: unknown;
-    for (const listener of targets) {
-      try {
-        listener(change);
-      } catch (e) {
-        if (failed.size === 0) error = e;
-        failed.add(listener);
-      }
-    }
-    return { failed, error };
-  };
 
   const scheduleRetry = () => {
     if (!held || ctx.mode === 'closed') return;
@@ -55,7 +70,7 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
   function retry() {
     retryTimer = undefined;
     if (!held || ctx.mode === 'closed') return;
-    const { failed, error } = call([...held.remaining].filter((l) => listeners.has(l)), held.change);
+    const { failed, error } = callListeners([...held.remaining].filter((l) => listeners.has(l)), held.change);
     if (failed.size === 0) {
       ctx.logger.info(`${name}: the onChange listener succeeded at version ${held.version} after ${held.failure.attempts + 1} attempts; applied ${held.version}`);
       ctx.applied = held.version;
@@ -70,7 +85,7 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
 
   /** Runs the listeners; true when they all succeeded, else the replica is held below `version`. */
   const notify = (change: DatasetChange<V>): boolean => {
-    const { failed, error } = call(listeners, change);
+    const { failed, error } = callListeners(listeners, change);
     if (failed.size === 0) return true;
     const failure = { version: change.version, error: describe(error), since: ctx.clock.now(), attempts: 1 };
     held = { version: change.version, change, remaining: failed, failure };
@@ -80,6 +95,25 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
     return false;
   };
 
+  return {
+    listeners,
+    notify,
+    get held() {
+      return held;
+    },
+    stop() {
+      clearTimeout(retryTimer);
+    },
+  };
+}
+
+export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
+  const entries = new Map<string, Entry<V>>();
+  // Values alone, for get(): the hot path is then exactly one Map lookup.
+  const values = new Map<string, V>();
+  const hold = createListenerHold<V>(ctx, hooks);
+  const notify = hold.notify;
+
   const put = (key: string, entry: Entry<V>) => {
     entries.set(key, entry);
     values.set(key, entry.value);
@@ -88,12 +122,12 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
   return {
     entries,
     values,
-    listeners,
+    listeners: hold.listeners,
     get held(): number | undefined {
-      return held?.version;
+      return hold.held?.version;
     },
     get failure(): ReplicaFailure | undefined {
-      return held?.failure;
+      return hold.held?.failure;
     },
 
     /** Applies the record (applied + 1); false when a listener threw and the replica is held. */
@@ -115,17 +149,9 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
 
     /** Replaces memory with a snapshot; `announce` emits the diff as a 'resync' change. False when held. */
     install(snap: Snapshot, announce: boolean): boolean {
-      const diff: KeyChange<V>[] = [];
       const next = new Map(snap.entries.map((e) => [e.key, { value: e.value as V, version: e.version }]));
-      // Across generations a key's version says nothing (the store lost data): compare values.
       const reborn = snap.generation !== undefined && ctx.generation !== '' && snap.generation !== ctx.generation;
-      const changed = (old: Entry<V>, entry: Entry<V>) =>
-        old.version !== entry.version || (reborn && JSON.stringify(old.value) !== JSON.stringify(entry.value));
-      for (const [key, entry] of next) {
-        const old = entries.get(key);
-        if (!old || changed(old, entry)) diff.push({ key, value: entry.value, deleted: false });
-      }
-      for (const key of entries.keys()) if (!next.has(key)) diff.push({ key, value: undefined, deleted: true });
+      const diff = snapshotDiff(entries, next, reborn);
       entries.clear();
       values.clear();
       for (const [key, entry] of next) put(key, entry);
@@ -135,9 +161,7 @@ export function createApplier<V>(ctx: ReplicaContext, hooks: ApplierHooks) {
       return true;
     },
 
-    stop() {
-      clearTimeout(retryTimer);
-    },
+    stop: hold.stop,
   };
 }
 

@@ -1,13 +1,16 @@
 /**
  * The replica's membership: heartbeats that report its applied version (and generation, votes,
- * failure) with a lease, coalesced under load, one in flight at a time.
+ * failure) with a lease, one in flight at a time.
+ *
+ * Applied versions are coalesced: a new version is reported at once when the last report is
+ * older than `reportMs`, else with the next report `reportMs` after the last one. So a replica
+ * writes at most 1000 / reportMs reports per second however fast changes arrive, plus one per
+ * lease / 3 and one per stage vote; the store load formula in docs/data-distribution.md.
  */
 import type { ReplicaContext } from './replica.js';
 import type { ReplicaFailure, ReplicaReport, StageVote } from './store.js';
 
 const MAX_VOTES = 16;
-/** Applied versions are reported at most this often under load (membership writes are not free). */
-const REPORT_DELAY_MS = 5;
 
 export function createMembership(ctx: ReplicaContext, state: { isStale(): boolean; failure(): ReplicaFailure | undefined }) {
   const { dataset, store } = ctx;
@@ -15,6 +18,7 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
   let beating: Promise<void> | undefined;
   let reportTimer: ReturnType<typeof setTimeout> | undefined;
   let beatTimer: ReturnType<typeof setInterval> | undefined;
+  let lastReportAt = -Infinity;
 
   const report = (): ReplicaReport => {
     const failing = state.failure();
@@ -33,26 +37,28 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
   const heartbeat = (): Promise<void> => {
     if (ctx.mode === 'closed') return Promise.resolve();
     // One heartbeat in flight at a time; a vote made meanwhile rides on the next one.
-    const run = (beating ?? Promise.resolve()).then(() =>
-      ctx.mode === 'closed'
-        ? undefined // never re-join after leave()
-        : store.heartbeat(dataset, report()).catch((error: unknown) => {
-            ctx.logger.debug?.(`dataset "${dataset}": heartbeat failed: ${String(error)}`);
-          }),
-    );
+    const run = (beating ?? Promise.resolve()).then(() => {
+      if (ctx.mode === 'closed') return undefined; // never re-join after leave()
+      lastReportAt = ctx.clock.now();
+      return store.heartbeat(dataset, report()).catch((error: unknown) => {
+        ctx.logger.debug?.(`dataset "${dataset}": heartbeat failed: ${String(error)}`);
+      });
+    });
     beating = run;
     return run;
   };
 
   return {
     heartbeat,
-    /** Coalesces the applied-version reports of a burst of changes into one heartbeat. */
+    /** Reports a new applied version: now when the last report is older than reportMs, else once at the end of that window. */
     reportSoon() {
       if (reportTimer || ctx.mode === 'closed') return;
+      const wait = lastReportAt + ctx.reportMs - ctx.clock.now();
+      if (wait <= 0) return void heartbeat();
       reportTimer = setTimeout(() => {
         reportTimer = undefined;
         void heartbeat();
-      }, REPORT_DELAY_MS);
+      }, wait);
       reportTimer.unref?.();
     },
     vote(stageId: string, reason: string | undefined) {

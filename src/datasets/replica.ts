@@ -14,14 +14,15 @@
  * returned. A record that is not applied + 1 (a trim raced the read) triggers a snapshot resync
  * rather than a skip; a store that lost data (new generation, or head below applied) too.
  *
- * The pieces: replica-apply.ts (memory and listeners), replica-sync.ts (the sync loop),
+ * The pieces: replica-apply.ts (memory and listeners), replica-read.ts (reading the log),
+ * replica-sync.ts (scheduling reads, retries, staleness),
  * replica-membership.ts (heartbeats and votes); this file wires them and owns start and stop.
  */
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { isDelete } from './records.js';
-import { createApplier } from './replica-apply.js';
-import { createMembership } from './replica-membership.js';
+import { createApplier, type Applier } from './replica-apply.js';
+import { createMembership, type ReplicaMembership } from './replica-membership.js';
 import { createSyncLoop } from './replica-sync.js';
 import type { DatasetStore, EntryOp, JsonValue, LogRecord, Snapshot } from './store.js';
 
@@ -59,6 +60,8 @@ export interface ReplicaOptions<V> {
   leaseMs: number;
   stalenessMs: number;
   catchUpMs: number;
+  /** Applied versions are written to membership at most once per this many ms (see replica-membership.ts). */
+  reportMs: number;
   validate: StageValidator<V> | undefined;
 }
 
@@ -81,36 +84,71 @@ export function toKeyChanges<V>(ops: readonly EntryOp[]): KeyChange<V>[] {
   );
 }
 
+/** Writes waiting for a version to be in memory (a held version is in memory; its listener is retried). */
+function createWaiters(ctx: ReplicaContext, held: () => number | undefined) {
+  const waiters: { version: number; resolve: () => void }[] = [];
+  const reached = () => Math.max(ctx.applied, held() ?? 0);
+  return {
+    settle() {
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        const w = waiters[i]!;
+        if (w.version <= reached() || ctx.mode === 'closed') {
+          waiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    },
+    /** Resolves once `version` is in memory (or closed); undefined when it already is. */
+    wait(version: number): Promise<void> | undefined {
+      if (reached() >= version || ctx.mode === 'closed') return undefined;
+      return new Promise<void>((resolve) => waiters.push({ version, resolve }));
+    },
+  };
+}
+
+/** Validation runs beside the apply loop: a slow validator delays only its vote. */
+function voteOnStage<V>(validate: StageValidator<V> | undefined, record: Extract<LogRecord, { kind: 'stage' }>, membership: ReplicaMembership) {
+  if (!validate) return membership.vote(record.stageId, undefined);
+  Promise.resolve()
+    .then(() => validate(toKeyChanges<V>(record.ops)))
+    .then(
+      (reason) => membership.vote(record.stageId, reason),
+      (error: unknown) => membership.vote(record.stageId, `validator threw: ${String(error)}`),
+    );
+}
+
+/** The start's first step: resume from saved state through the log, or read a snapshot. */
+async function loadFirstCopy<V>(ctx: ReplicaContext, applier: Applier<V>, sync: { catchUp(): Promise<void> }, from: Snapshot | undefined) {
+  if (from) {
+    applier.install(from, false);
+    await sync.catchUp(); // logs "restarted: continuing from N" or "gap: resync from snapshot S"
+    return;
+  }
+  const snap = await ctx.store.snapshot(ctx.dataset);
+  ctx.logger.info(`dataset "${ctx.dataset}" (${ctx.instance}): starting from snapshot ${snap.version}`);
+  applier.install(snap, false);
+}
+
+/** The replica's stop: every step runs; failures are logged together. */
+async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<void> }; membership: ReplicaMembership; unwatch?: () => Promise<void> }) {
+  const errors: unknown[] = [];
+  await parts.sync.stop();
+  await parts.membership.stop();
+  if (parts.unwatch) await parts.unwatch().catch((e: unknown) => errors.push(e));
+  await ctx.store.leave(ctx.dataset, ctx.instance).catch((e: unknown) => errors.push(e));
+  if (errors.length > 0) ctx.logger.warn(`dataset "${ctx.dataset}" (${ctx.instance}): close: ${errors.map(String).join('; ')}`);
+}
+
 export function createReplica<V>(opts: ReplicaOptions<V>) {
   const { dataset, store, clock } = opts;
   const ctx: ReplicaContext = { ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: clock.now() };
-  const waiters: { version: number; resolve: () => void }[] = [];
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   let unwatch: (() => Promise<void>) | undefined;
 
   const isStale = () => clock.now() - ctx.lastConfirmedAt > opts.stalenessMs;
-  /** What a write waits for: its version in memory (a held version is in memory; its listener is retried). */
-  const settleWaiters = () => {
-    const reached = Math.max(ctx.applied, applier.held ?? 0);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      const w = waiters[i]!;
-      if (w.version <= reached || ctx.mode === 'closed') {
-        waiters.splice(i, 1);
-        w.resolve();
-      }
-    }
-  };
-  const validateStage = (record: Extract<LogRecord, { kind: 'stage' }>) => {
-    // Validation runs beside the apply loop: a slow validator delays only its vote.
-    const validate = opts.validate;
-    if (!validate) return membership.vote(record.stageId, undefined);
-    Promise.resolve()
-      .then(() => validate(toKeyChanges<V>(record.ops)))
-      .then(
-        (reason) => membership.vote(record.stageId, reason),
-        (error: unknown) => membership.vote(record.stageId, `validator threw: ${String(error)}`),
-      );
-  };
+  const waiters = createWaiters(ctx, () => applier.held);
+  const settleWaiters = waiters.settle;
+  const validateStage = (record: Extract<LogRecord, { kind: 'stage' }>) => voteOnStage(opts.validate, record, membership);
 
   const applier = createApplier<V>(ctx, {
     stage: validateStage,
@@ -157,14 +195,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
 
     /** `from`: state saved by an earlier run (exportState); resume through the log when it still reaches back. */
     async start(from?: Snapshot): Promise<void> {
-      if (from) {
-        applier.install(from, false);
-        await sync.catchUp(); // logs "restarted: continuing from N" or "gap: resync from snapshot S"
-      } else {
-        const snap = await store.snapshot(dataset);
-        opts.logger.info(`dataset "${dataset}" (${opts.instance}): starting from snapshot ${snap.version}`);
-        applier.install(snap, false);
-      }
+      await loadFirstCopy(ctx, applier, sync, from);
       ctx.lastConfirmedAt = clock.now();
       ctx.mode = 'live';
       unwatch = await store.watch(dataset, (hint) => {
@@ -180,8 +211,8 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
 
     /** Resolves once this replica holds `version` in memory (or closed). */
     waitApplied(version: number): Promise<void> {
-      if (Math.max(ctx.applied, applier.held ?? 0) >= version || ctx.mode === 'closed') return Promise.resolve();
-      const p = new Promise<void>((resolve) => waiters.push({ version, resolve }));
+      const p = waiters.wait(version);
+      if (!p) return Promise.resolve();
       void sync.requestSync();
       return p;
     },
@@ -192,12 +223,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
       clearInterval(pollTimer);
       applier.stop();
       settleWaiters();
-      const errors: unknown[] = [];
-      await sync.stop();
-      await membership.stop();
-      if (unwatch) await unwatch().catch((e: unknown) => errors.push(e));
-      await store.leave(dataset, opts.instance).catch((e: unknown) => errors.push(e));
-      if (errors.length > 0) opts.logger.warn(`dataset "${dataset}" (${opts.instance}): close: ${errors.map(String).join('; ')}`);
+      await stopParts(ctx, { sync, membership, ...(unwatch ? { unwatch } : {}) });
     },
   };
 }

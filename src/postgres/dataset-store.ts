@@ -14,22 +14,25 @@
 import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
-  appliedOps, checkDatasetName, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
 } from '../datasets/records.js';
-import type { DatasetStore, LogRecord, Membership, ReadResult, Snapshot } from '../datasets/store.js';
-import { createListener } from './listener.js';
+import type { DatasetStore, Membership, ReadResult, Snapshot } from '../datasets/store.js';
+import { createListener } from './dataset-listener.js';
 import { pgDriver } from './pool.js';
-
-const { Pool, Client } = pgDriver;
 
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
   connectionString?: string;
-  /** A pool you own (not ended by close()). LISTEN uses its own client from `connectionString` or the pool's options. */
+  /** A pool you own (not ended by close()) for the queries; LISTEN then uses one more client from the pool's options. */
   pool?: pg.Pool;
   /** Schema for the dataset tables (default `switchyard`). */
   schema?: string;
-  /** Max pool size when the store creates the pool (default 4). */
+  /**
+   * Connections the store opens (default 1). With 1, one client LISTENs and runs every query,
+   * one at a time: a replica process holds one connection however many datasets it opens on
+   * this store (pass the same store to each openDataset to share it). With N > 1, a pool of N
+   * runs the queries beside the LISTEN client (N + 1 in all): for a process that writes a lot.
+   */
   maxConnections?: number;
   /**
    * Apply the record a wake-up carries instead of reading it (default true; saves a read per
@@ -37,6 +40,11 @@ export interface PostgresDatasetStoreOptions {
    * can feed replicas data. Turn it off when untrusted clients can reach the server.
    */
   wakeRecords?: boolean;
+}
+
+/** What queries run on: the pool, or the store's one connection. */
+interface Queryable {
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
 /** 2: dataset_meta.generation, dataset_advance. */
@@ -115,15 +123,6 @@ END
 $fn$`;
 }
 
-/** A wake-up's payload: "<dataset>" or "<dataset>\n<version>@<generation>\n<record>". */
-function parseWake(payload: string): { dataset: string; hint: LogRecord | undefined } {
-  const a = payload.indexOf('\n');
-  if (a < 0) return { dataset: payload, hint: undefined };
-  const dataset = payload.slice(0, a);
-  const b = payload.indexOf('\n', a + 1);
-  return { dataset, hint: b < 0 ? undefined : decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
-}
-
 /** SQLSTATEs that mean the tables or functions are gone (dropped schema, restored database): migrate again. */
 const MISSING = new Set(['42P01', '3F000', '42883']);
 
@@ -139,18 +138,55 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       fix: 'Pass { connectionString: process.env.DATABASE_URL } or { pool }.',
     });
   }
-  const ownPool = !options.pool;
-  const pool = options.pool ?? new Pool({ connectionString: options.connectionString, max: options.maxConnections ?? 4 });
-  // An idle client's error (server restart) must not crash the process; the next query reconnects.
-  if (ownPool) pool.on('error', () => undefined);
+  const maxConnections = options.maxConnections ?? 1;
+  if (!(Number.isInteger(maxConnections) && maxConnections >= 1)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `postgresDatasetStore: maxConnections ${maxConnections} is not a whole number of at least 1.`, {
+      fix: 'Leave maxConnections out (one connection per process), or pass a whole number such as 4.',
+    });
+  }
   const s = `"${schema}"`;
   const channel = `sy_datasets_${schema}`;
   let ready: Promise<void> | undefined;
+  const ownPool = !options.pool && maxConnections > 1;
+  const pool = options.pool ?? (ownPool ? new pgDriver.Pool({ connectionString: options.connectionString, max: maxConnections }) : undefined);
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  if (ownPool) pool?.on('error', () => undefined);
 
-  const migrate = async () => {
+  const listener = createListener({
+    channel,
+    wakeRecords: options.wakeRecords ?? true,
+    connect: async () => {
+      const client = new pgDriver.Client(options.connectionString ? { connectionString: options.connectionString } : pool?.options);
+      client.on('error', () => undefined); // a refused or dropped connection is retried, never thrown at the process
+      await client.connect();
+      return client;
+    },
+  });
+  const db: Queryable = pool ?? { query: (text, values) => listener.exclusive((c) => c.query(text, values)) };
+
+  async function transaction<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
+    const inside = async (client: Queryable) => {
+      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      try {
+        const result = await body(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    };
+    if (!pool) return listener.exclusive(inside);
     const client = await pool.connect();
     try {
-      await client.query('BEGIN');
+      return await inside(client);
+    } finally {
+      client.release();
+    }
+  }
+
+  const migrate = () =>
+    transaction('READ COMMITTED', async (client) => {
       // Serialise concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
       await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.datasets'))");
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
@@ -171,14 +207,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       await client.query(`DROP FUNCTION IF EXISTS ${s}.dataset_append(text, text, boolean, text[], boolean[], bigint[], text[], text)`);
       await client.query(advanceFunction(s));
       await client.query(appendFunction(s));
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  };
+    });
   const ensure = () => {
     ready ??= migrate().catch((error: unknown) => {
       ready = undefined; // retry on the next call
@@ -202,46 +231,16 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     }
   }
 
-  async function tx<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  async function tx<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
     return run(() => transaction(isolation, body));
   }
-  async function transaction<T>(isolation: string, body: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    try {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      const result = await body(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
 
-  const readMeta = async (c: pg.PoolClient | pg.Pool, dataset: string) => {
+  const readMeta = async (c: Queryable, dataset: string) => {
     const row = (await c.query<{ version: string; trimmed: string; generation: string }>(
       `SELECT version, trimmed_through AS trimmed, generation FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
     )).rows[0];
     return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0), generation: row?.generation ?? '' };
   };
-
-  const wakeRecords = options.wakeRecords ?? true;
-  const listener = createListener<LogRecord>({
-    channel,
-    parse: (payload) => {
-      const { dataset, hint } = parseWake(payload);
-      return { key: dataset, hint: wakeRecords ? hint : undefined };
-    },
-    connect: async () => {
-      const client = options.connectionString
-        ? new Client({ connectionString: options.connectionString })
-        : new Client(pool.options);
-      await client.connect();
-      return client;
-    },
-  });
 
   return {
     backend: 'postgres',
@@ -249,7 +248,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       checkDatasetName(dataset);
       const ops = record.kind === 'abort' ? [] : record.ops;
       try {
-        const result = await run(() => pool.query<{ o_version: string; o_generation: string }>(`SELECT * FROM ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
+        const result = await run(() => db.query<{ o_version: string; o_generation: string }>(`SELECT * FROM ${s}.dataset_append($1, $2, $3, $4, $5, $6, $7, $8, $9)`, [
           dataset,
           encodeRecord(record),
           appliedOps(record).length > 0,
@@ -274,7 +273,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async advance(dataset, floor) {
       checkDatasetName(dataset);
-      const row = (await run(() => pool.query<{ o_generation: string; o_head: string }>(
+      const row = (await run(() => db.query<{ o_generation: string; o_head: string }>(
         `SELECT * FROM ${s}.dataset_advance($1, $2, $3)`, [dataset, Math.max(0, Math.floor(floor)), channel],
       ))).rows[0];
       return { generation: String(row?.o_generation), head: Number(row?.o_head ?? 0) };
@@ -282,7 +281,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
       // One statement, so the trim point, head, generation and records come from one snapshot.
-      const rows = (await run(() => pool.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
+      const rows = (await run(() => db.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
         `SELECT m.trimmed_through AS trimmed, m.version AS head, m.generation, l.version, l.record FROM ${s}.dataset_meta m
          LEFT JOIN LATERAL (SELECT version, record FROM ${s}.dataset_log
            WHERE dataset = m.dataset AND version > $2 ORDER BY version LIMIT $3) l ON true
@@ -310,19 +309,23 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       return listener.add(dataset, onWake);
     },
 
-    async heartbeat(dataset, report) {
-      await run(() => pool.query(
-        `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
-        [dataset, report.replica, JSON.stringify(report)],
-      ));
-    },
+    // A report need not survive a crash (the next one comes within lease / 3): commit it without
+    // waiting for the WAL flush, so 100 replicas' reports do not queue behind 100 fsyncs.
+    heartbeat: (dataset, report) =>
+      tx('READ COMMITTED', async (c) => {
+        await c.query('SET LOCAL synchronous_commit = off');
+        await c.query(
+          `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
+          [dataset, report.replica, JSON.stringify(report)],
+        );
+      }),
 
     async leave(dataset, replica) {
-      await run(() => pool.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
+      await run(() => db.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
     },
 
     async membership(dataset): Promise<Membership> {
-      const row = (await run(() => pool.query<{ head: string; generation: string; reports: string[] }>(
+      const row = (await run(() => db.query<{ head: string; generation: string; reports: string[] }>(
         `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
                 coalesce((SELECT generation FROM ${s}.dataset_meta WHERE dataset = $1), '') AS generation,
                 array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
@@ -349,7 +352,7 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
 
     async close() {
       await listener.close();
-      if (ownPool && !pool.ended) await pool.end();
+      if (ownPool && pool && !pool.ended) await pool.end();
     },
   };
 }

@@ -14,10 +14,10 @@ const MAX_LINES = 80;
 const root = path.resolve('src');
 const KNOWN = new Set<string>([
   'datasets/dataset.ts:openDataset',
-  'datasets/replica-apply.ts:createApplier',
   'datasets/replica-sync.ts:createSyncLoop',
   'datasets/replica.ts:createReplica',
   'postgres/listener.ts:createListener',
+  'postgres/dataset-listener.ts:createListener',
   'postgres/transport.ts:postgresTransport',
   'postgres/dataset-store.ts:postgresDatasetStore',
   'redis/dataset-store.ts:redisDatasetStore',
