@@ -3,7 +3,8 @@
  * diagrams, fairness, a worker killed mid-run, the distributor killed and restarted mid-run, and
  * capacity accounting with failures, delayed retries and direct sends mixed in.
  */
-import { execFile } from 'node:child_process';
+import Database from 'better-sqlite3';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -275,6 +276,31 @@ describe('coalesced readiness (separate processes, SQLite)', () => {
   });
 });
 
+/**
+ * SIGSTOPs `child` at a moment it holds no SQLite write lock. A process paused inside a write
+ * transaction blocks every writer of the file until it resumes (SQLite's lock, not the
+ * distributor's fencing), and the successor could not even claim the lease.
+ */
+async function pauseOutsideWrites(child: ChildProcess, file: string): Promise<void> {
+  const probe = new Database(file, { timeout: 0 });
+  try {
+    for (let attempt = 1; ; attempt++) {
+      child.kill('SIGSTOP');
+      try {
+        probe.prepare('BEGIN IMMEDIATE').run();
+        probe.prepare('ROLLBACK').run();
+        return;
+      } catch (error) {
+        if (attempt >= 50) throw error;
+        child.kill('SIGCONT');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  } finally {
+    probe.close();
+  }
+}
+
 describe('ownership fencing (separate processes, SQLite)', () => {
   it('a distributor paused (SIGSTOP) past its lease while another takes over stops dispatching when resumed: no message is dispatched twice', async () => {
     const db = freshDb();
@@ -292,7 +318,7 @@ describe('ownership fencing (separate processes, SQLite)', () => {
     for (let n = 1; n <= total; n++) await client.send(Work, { n });
     await waitFor(() => handledBy(workers).size >= 50, { timeoutMs: 20_000, what: '50 handled by the first distributor' });
 
-    old!.child.kill('SIGSTOP');
+    await pauseOutsideWrites(old!.child, db);
     const pausedAt = Date.now();
     const [next] = await started(track([spawnRole('distributor', config)]));
     const forwardedBy = (p: RoleProcess) => Math.max(0, ...p.reports.map((r) => (typeof r.forwarded === 'number' ? r.forwarded : 0)));
