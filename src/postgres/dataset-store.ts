@@ -126,6 +126,18 @@ $fn$`;
 /** SQLSTATEs that mean the tables or functions are gone (dropped schema, restored database): migrate again. */
 const MISSING = new Set(['42P01', '3F000', '42883']);
 
+/** Catalog races a concurrent CREATE ... IF NOT EXISTS can still cause (another component creating the schema): try again. */
+const CATALOG_RACE = new Set(['23505', '42P06', '42P07']);
+async function retryCatalogRace<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (attempt >= 3 || !CATALOG_RACE.has((error as { code?: string }).code ?? '')) throw error;
+    }
+  }
+}
+
 export function postgresDatasetStore(options: PostgresDatasetStoreOptions): DatasetStore {
   const schema = options.schema ?? 'switchyard';
   if (!IDENT.test(schema)) {
@@ -185,7 +197,8 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     }
   }
 
-  const migrate = () =>
+  const migrate = () => retryCatalogRace(() => migrateOnce());
+  const migrateOnce = () =>
     transaction('READ COMMITTED', async (client) => {
       // Serialise concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
       await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.datasets'))");
