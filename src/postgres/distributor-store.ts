@@ -9,11 +9,9 @@ import type pg from 'pg';
 import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
 import { fencedError, type DistributorStore } from '../scaleout/distributor-store.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, checkConnectionOptions, inTransaction, NOW_MS, type PostgresConnectionOptions } from './pool.js';
 
 export type PostgresDistributorStoreOptions = PostgresConnectionOptions;
-
-const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 const MIGRATIONS: readonly PostgresMigration[] = [
   {
@@ -52,21 +50,6 @@ function statementFor(s: string, endpoint: string, change: StateChange): [string
     }
     case 'delete-slot':
       return [`DELETE FROM ${s}.distributor_slots WHERE endpoint = $1 AND id = $2`, [endpoint, change.slot]];
-  }
-}
-
-async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const value = await work(client);
-    await client.query('COMMIT');
-    return value;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
   }
 }
 

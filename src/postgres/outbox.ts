@@ -13,12 +13,10 @@ import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type O
 import { coalesced } from '../core/coalesce.js';
 import type { Outgoing } from '../core/transport.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, checkConnectionOptions, inTransaction, NOW_MS, type PostgresConnectionOptions } from './pool.js';
 import { PostgresTransactionSession } from './session.js';
 
 export interface PostgresOutboxOptions extends PostgresConnectionOptions, OutboxSettings {}
-
-const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
 /** `outbox: postgresOutbox({ pool })` in an endpoint's options. */
 export function postgresOutbox(options: PostgresOutboxOptions): Outbox {
@@ -37,22 +35,6 @@ const MIGRATIONS: readonly PostgresMigration[] = [
       CREATE INDEX outbox_claimed_until ON {s}.outbox (claimed_until);`,
   },
 ];
-
-/** Runs `work` on one client between BEGIN and COMMIT (ROLLBACK when it throws). */
-async function transactionOn<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const value = await work(client);
-    await client.query('COMMIT');
-    return value;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
-}
 
 /** The unit of work's side of the outbox: the inbox row and the outbox record, on the transaction's client. */
 function outboxTransaction(client: pg.PoolClient, s: string, owner: string, leaseMs: number, records: OutboxRecord[]): OutboxTransaction {
@@ -81,8 +63,6 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
   const { pool, end } = adapterPool(options, 4);
   const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
 
-  const inTransaction = <T>(work: (client: pg.PoolClient) => Promise<T>) => transactionOn(pool, work);
-
   // Every dispatched record is removed: one DELETE for all the removals of a turn, not one each.
   const removeAll = coalesced(async (records: OutboxRecord[]) => {
     const { rows } = await pool.query<{ id: string }>(
@@ -99,7 +79,7 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
     close: () => end(),
     async transaction(owner, leaseMs, work) {
       const records: OutboxRecord[] = [];
-      const value = await inTransaction((client) => work(outboxTransaction(client, s, owner, leaseMs, records)));
+      const value = await inTransaction(pool, (client) => work(outboxTransaction(client, s, owner, leaseMs, records)));
       return { value, records, duplicate: false };
     },
     async claimExpired(owner, leaseMs, max) {

@@ -58,3 +58,22 @@ export function unreachable(cause: unknown, where: string): SwitchyardError {
     cause,
   });
 }
+
+/** Epoch ms on the database server's clock: every process leases and delays by the same clock. */
+export const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+
+/** Runs `work` on one pooled client between BEGIN and COMMIT (ROLLBACK when it throws). */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const value = await work(client);
+    await client.query('COMMIT');
+    return value;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

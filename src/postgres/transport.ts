@@ -34,7 +34,7 @@ import type { Outgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, Transpor
 import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
 import { createListener } from './listener.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, describeTarget, pgDriver, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, checkConnectionOptions, describeTarget, NOW_MS, pgDriver, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
 import { PostgresSession } from './session.js';
 import { groupWriteSql, groupWriteValues, WriteBatcher } from './write-batcher.js';
 
@@ -66,8 +66,6 @@ const MIGRATIONS: readonly PostgresMigration[] = [
   },
 ];
 
-/** Epoch ms on the database's clock: every process leases and delays by the same clock. */
-const NOW_MS = `(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
 /**
  * The least lease token a claim or abandon hands out: above every token handed out before the
