@@ -82,6 +82,17 @@ interface PendingOp {
 }
 
 /**
+ * Runs work under a savepoint of the transaction in progress (the group commit's): a throw undoes
+ * only what that work wrote, then propagates, and the rest of the group commits. better-sqlite3
+ * makes a transaction function called inside a transaction a SAVEPOINT ... RELEASE pair.
+ * @internal
+ */
+export function savepointRunner(db: Database.Database): <T>(work: () => T) => T {
+  const nested = db.transaction((work: () => unknown) => work());
+  return <T>(work: () => T): T => nested(work) as T;
+}
+
+/**
  * `durable`: an acknowledgement (a send, a completion) that must survive power loss when the
  * connection is synchronous=FULL. `bookkeeping`: a change that is safe to lose with the commits
  * after it (a claim, a lease renewal, an abandon: the message then becomes visible again).

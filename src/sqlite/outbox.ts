@@ -8,7 +8,7 @@
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Outgoing } from '../core/transport.js';
 import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type OutboxStore } from '../outbox/outbox.js';
-import { GroupCommitter, migrate, openDatabase } from './database.js';
+import { GroupCommitter, migrate, openDatabase, savepointRunner } from './database.js';
 import type { SqliteOptions } from './options.js';
 import { SqliteUnitOfWork, StatementCache } from './session.js';
 
@@ -42,9 +42,6 @@ function prepare(cache: StatementCache) {
     renew: cache.prepare('UPDATE sy_outbox SET claimed_until = ? WHERE id = ? AND claim_token = ?'),
     remove: cache.prepare('DELETE FROM sy_outbox WHERE id = ? AND claim_token = ?'),
     prune: cache.prepare('DELETE FROM sy_inbox WHERE processed_at < ?'),
-    savepoint: cache.prepare('SAVEPOINT sy_outbox_unit'),
-    release: cache.prepare('RELEASE sy_outbox_unit'),
-    rollbackTo: cache.prepare('ROLLBACK TO sy_outbox_unit'),
   };
 }
 
@@ -53,6 +50,7 @@ interface OpenOutbox {
   readonly cache: StatementCache;
   readonly committer: GroupCommitter;
   readonly statements: ReturnType<typeof prepare>;
+  readonly underSavepoint: <T>(work: () => T) => T;
 }
 
 export function sqliteOutboxStore(options: SqliteOptions): OutboxStore {
@@ -72,7 +70,13 @@ export function sqliteOutboxStore(options: SqliteOptions): OutboxStore {
       const db = openDatabase(options);
       migrate(db, 'outbox', MIGRATIONS);
       const cache = new StatementCache(db);
-      state = { close: () => db.close(), cache, committer: new GroupCommitter(db, options.busyTimeoutMs, options.synchronous), statements: prepare(cache) };
+      state = {
+        close: () => db.close(),
+        cache,
+        committer: new GroupCommitter(db, options.busyTimeoutMs, options.synchronous),
+        statements: prepare(cache),
+        underSavepoint: savepointRunner(db),
+      };
     },
     async close() {
       if (!state) return;
@@ -81,7 +85,7 @@ export function sqliteOutboxStore(options: SqliteOptions): OutboxStore {
       state = undefined;
     },
     async transaction(owner, leaseMs, work) {
-      const { cache, committer, statements } = opened();
+      const { cache, committer, statements, underSavepoint } = opened();
       const unit = new SqliteUnitOfWork(cache);
       let processed: [string, string] | undefined;
       const batches: (readonly Outgoing[])[] = [];
@@ -96,25 +100,16 @@ export function sqliteOutboxStore(options: SqliteOptions): OutboxStore {
           if (batch.length > 0) batches.push(batch);
         },
       });
-      return committer.run(() => {
-        statements.savepoint.run();
-        try {
-          // A copy of the message committed since the check above: keep nothing of this one.
-          if (processed && statements.markProcessed.run(...processed, Date.now()).changes === 0) {
-            statements.rollbackTo.run();
-            return { value, records: [], duplicate: true };
-          }
+      return committer.run(() =>
+        underSavepoint(() => {
+          // A copy of the message committed since the check above: the ignored insert wrote nothing, keep nothing of this one.
+          if (processed && statements.markProcessed.run(...processed, Date.now()).changes === 0) return { value, records: [], duplicate: true };
           unit.apply();
           const now = Date.now();
           const records = batches.map((batch): OutboxRecord => ({ id: String(statements.insert.run(JSON.stringify(batch), owner, now + leaseMs, now).lastInsertRowid), token: 1, batch }));
           return { value, records, duplicate: false };
-        } catch (error) {
-          statements.rollbackTo.run();
-          throw error;
-        } finally {
-          statements.release.run();
-        }
-      });
+        }),
+      );
     },
     async claimExpired(owner, leaseMs, max) {
       const { committer, statements } = opened();

@@ -11,6 +11,7 @@ import { leaseLost, queueNotFound, topicsUnsupported } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
 import type { Outgoing, QueueOutgoing, TransportMessage } from '../core/transport.js';
 import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
+import { savepointRunner } from './database.js';
 import type { SqliteUnitOfWork } from './session.js';
 
 export const MIGRATIONS = [
@@ -111,9 +112,6 @@ function prepare(d: Database.Database) {
       OR typeof(id) != 'text' OR id = '' OR length(id) > ${MAX_ID_CHARS} OR seq IN (SELECT value FROM json_each(?))) ORDER BY seq`),
     moveAll: d.prepare('UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ?'),
     moveUnheld: d.prepare('UPDATE sy_messages SET queue = ?, visible_at = ?, lease_token = lease_token + 1 WHERE queue = ? AND (visible_at <= ? OR lease_token = 0)'),
-    savepoint: d.prepare('SAVEPOINT sy_unit_of_work'),
-    releaseSavepoint: d.prepare('RELEASE sy_unit_of_work'),
-    rollbackToSavepoint: d.prepare('ROLLBACK TO sy_unit_of_work'),
   };
 }
 
@@ -123,6 +121,7 @@ function prepare(d: Database.Database) {
  */
 export class QueueTable {
   readonly #s: ReturnType<typeof prepare>;
+  readonly #underSavepoint: <T>(work: () => T) => T;
   readonly #known = new Set<string>();
 
   constructor(
@@ -130,6 +129,7 @@ export class QueueTable {
     private readonly clock: Clock,
   ) {
     this.#s = prepare(db);
+    this.#underSavepoint = savepointRunner(db);
   }
 
   /** The transport's time: visibility, leases and delays are read against it. */
@@ -213,16 +213,8 @@ export class QueueTable {
       unit?.apply();
       this.insertAll(outgoing);
     };
-    if (!unit?.pending) return removeAndSend();
-    this.#s.savepoint.run();
-    try {
-      removeAndSend();
-    } catch (error) {
-      this.#s.rollbackToSavepoint.run();
-      throw error;
-    } finally {
-      this.#s.releaseSavepoint.run();
-    }
+    if (unit?.pending) this.#underSavepoint(removeAndSend);
+    else removeAndSend();
   }
 
   /**
