@@ -14,6 +14,9 @@
  *             sends nothing. With a unit of work open it runs on the handler's transaction, and
  *             the COMMIT that follows takes the handler's own SQL with it.
  * - abandon:  UPDATE visible_at = now + delay, lease_token + 1 WHERE seq AND lease_token
+ * - forward:  SELECT the visible rows FOR UPDATE SKIP LOCKED, then the completion's statement
+ *             (DELETE + INSERT of the copies) in the same transaction: a message is in exactly
+ *             one of the two queues, never leased in between (the distributor's hop)
  *
  * Fencing: seq is an identity column (never reused) and lease_token only grows for a seq, so a
  * (seq, lease_token) pair names one lease of one message, once.
@@ -28,15 +31,14 @@ import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
-import { LeaseKeeper, leaseLost, queueNotFound, topicsUnsupported, waitForWake } from '../core/leases.js';
-import { isTopicOutgoing } from '../core/transport.js';
-import type { Outgoing, QueueAdmin, Receipt, ReceiveOptions, Transport, TransportMessage } from '../core/transport.js';
-import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
+import { leaseLost, waitForWake } from '../core/leases.js';
+import type { Receipt, ReceiveOptions, Transport } from '../core/transport.js';
 import { createListener } from './listener.js';
-import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, describeTarget, NOW_MS, pgDriver, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
+import { quotedSchema } from './migrations.js';
+import { checkConnectionOptions, describeTarget, pgDriver, unreachable, type PostgresConnectionOptions } from './pool.js';
+import { postgresQueueAdmin } from './queue-admin.js';
+import { PostgresQueueTable, toMessage, type QueueTableSettings, type Row } from './queue-table.js';
 import { PostgresSession } from './session.js';
-import { groupWriteSql, groupWriteValues, WriteBatcher } from './write-batcher.js';
 
 /** `pool`: LISTEN uses its own client made from the pool's options. `maxConnections` defaults to 10. */
 export interface PostgresTransportOptions extends PostgresConnectionOptions {
@@ -46,103 +48,71 @@ export interface PostgresTransportOptions extends PostgresConnectionOptions {
   pollMs?: number;
 }
 
-const MIGRATIONS: readonly PostgresMigration[] = [
-  {
-    version: 1,
-    breaking: false,
-    sql: `
-      CREATE TABLE {s}.queues (name text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
-      CREATE TABLE {s}.messages (
-        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        queue text NOT NULL,
-        id text NOT NULL,
-        headers text NOT NULL,
-        body text NOT NULL,
-        visible_at bigint NOT NULL,
-        lease_token bigint NOT NULL DEFAULT 0,
-        delivery_count int NOT NULL DEFAULT 0
-      );
-      CREATE INDEX messages_ready ON {s}.messages (queue, visible_at, seq);`,
-  },
-];
-
-
-/**
- * The least lease token a claim or abandon hands out: above every token handed out before the
- * server last started. Claims commit without waiting for the WAL flush (see `bookkeeping`), so a
- * server crash can undo a claim its holder already has; without this floor the next claim would
- * hand the same (seq, token) to a second consumer, and both could complete. 1024 tokens per ms of
- * uptime between restarts is more than any message is ever claimed.
- */
-const TOKEN_FLOOR = `(extract(epoch from pg_postmaster_start_time()) * 1000)::bigint * 1024`;
-
-interface Row {
-  seq: string;
-  id: unknown;
-  headers: unknown;
-  body: unknown;
-  lease_token: string;
-  delivery_count: number;
+function checkTimings(leaseMs: number, pollMs: number): void {
+  if (!(leaseMs > 0) || !(pollMs > 0)) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, `The PostgreSQL transport options leaseMs (${leaseMs}) and pollMs (${pollMs}) must be positive.`, {
+      fix: 'Leave them unset for the defaults (30000 and 500) or pass positive numbers of milliseconds.',
+    });
+  }
 }
 
-function toMessage(row: Pick<Row, 'seq' | 'id' | 'headers' | 'body'>): TransportMessage {
-  return decodeStoredMessage(row, `row-${row.seq}`);
+function notOpen(): SwitchyardError {
+  return new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The PostgreSQL transport is not open.', {
+    fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
+  });
 }
 
-/** SQL of the statements; `s` is the quoted schema. */
-function statements(s: string) {
+/** One try at a receive or forward: what it got, whether the queue had anything visible, and how long until something is due. */
+interface Attempt<T> {
+  readonly value: T;
+  readonly found: boolean;
+  readonly untilDueMs: number;
+}
+
+/** A received message: its lease renewed while held, settled fenced by (seq, lease token), with its unit of work. */
+function receiptFor(table: PostgresQueueTable, address: Address, row: Row): Receipt {
+  const { seq, lease_token: token } = row;
+  const message = toMessage(row);
+  const lease = table.leases.hold(() => table.renew(seq, token));
+  let session: PostgresSession | undefined;
   return {
-    /** Sends and fenced completions, many at once (src/postgres/write-batcher.ts). */
-    groupWrite: groupWriteSql(s, NOW_MS),
-    /**
-     * The claimed rows; when there are none, one row of nulls whose wait_ms says how long until
-     * the next message of the queue becomes visible (a due delay, an expiring lease; null: empty),
-     * so an empty receive learns how long it may sleep in the same round trip.
-     */
-    claim: `WITH picked AS (SELECT seq FROM ${s}.messages WHERE queue = $1 AND visible_at <= ${NOW_MS}
-        ORDER BY visible_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED),
-      claimed AS (UPDATE ${s}.messages m SET visible_at = ${NOW_MS} + $3, lease_token = greatest(m.lease_token + 1, ${TOKEN_FLOOR}),
-        delivery_count = m.delivery_count + 1
-        FROM picked WHERE m.seq = picked.seq RETURNING m.seq, m.id, m.headers, m.body, m.lease_token, m.delivery_count)
-      SELECT seq, id, headers, body, lease_token, delivery_count, NULL::bigint AS wait_ms FROM claimed
-      UNION ALL
-      SELECT NULL, NULL, NULL, NULL, NULL, NULL, (SELECT min(visible_at) - ${NOW_MS} FROM ${s}.messages WHERE queue = $1)
-      WHERE NOT EXISTS (SELECT 1 FROM claimed)`,
-    renew: `UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3 WHERE seq = $1 AND lease_token = $2`,
-    abandon: `WITH u AS (UPDATE ${s}.messages SET visible_at = ${NOW_MS} + $3, lease_token = greatest(lease_token + 1, ${TOKEN_FLOOR})
-      WHERE seq = $1 AND lease_token = $2 RETURNING queue) SELECT pg_notify($4, queue) FROM u`,
-    knownQueues: `SELECT name FROM ${s}.queues WHERE name = ANY($1::text[])`,
-    createQueue: `INSERT INTO ${s}.queues (name) VALUES ($1) ON CONFLICT DO NOTHING`,
+    message,
+    address,
+    deliveryCount: row.delivery_count,
+    get signal() {
+      return lease.signal;
+    },
+    get session() {
+      return (session ??= new PostgresSession(table.pool));
+    },
+    async complete(outgoing = []) {
+      lease.release();
+      try {
+        await table.checkDestinations(outgoing);
+      } catch (error) {
+        await session?.rollback();
+        throw error;
+      }
+      const ok = session?.active
+        ? await session.commitIf((client) => table.complete(seq, token, outgoing, client)).catch((error: unknown) => {
+            throw unreachable(error, table.settings.where);
+          })
+        : await table.complete(seq, token, outgoing);
+      if (!ok) throw leaseLost(address, message.id);
+    },
+    async abandon(delayMs = 0) {
+      lease.release();
+      await session?.rollback();
+      await table.abandon(seq, token, delayMs);
+    },
   };
 }
 
-type Statements = ReturnType<typeof statements>;
-
-const statementNames = new Map<string, string>();
-/** A prepared-statement name for a statement's text (the text includes the schema, so schemas never share a name). */
-function statementName(text: string): string {
-  let name = statementNames.get(text);
-  if (!name) statementNames.set(text, (name = `sy_pg_${statementNames.size}`));
-  return name;
-}
-
-export function postgresTransport(options: PostgresTransportOptions): Transport {
-  const schema = options.schema ?? 'switchyard';
-  const s = quotedSchema(schema, 'postgresTransport');
-  checkConnectionOptions('postgresTransport', options);
-  const leaseMs = options.leaseMs ?? 30_000;
-  const pollMs = options.pollMs ?? 500;
-  const channel = `sy_queues_${schema}`;
-  const sql: Statements = statements(s);
-  const where = describeTarget(options);
-  let pool: AdapterPool | undefined;
-  let leases: LeaseKeeper;
-  let writes: WriteBatcher;
-  let bookkeeping: pg.Pool;
-  let opening: Promise<void> | undefined;
-  let closed = false;
-  const knownQueues = new Set<string>();
-  /** Notifications seen per queue: a receiver compares before and after its claim so a wake-up during the claim is not missed. */
+/**
+ * Wake-ups: one LISTEN connection per transport. `wakeCounts` counts the notifications seen per
+ * queue: a receiver compares before and after its claim, so a wake-up during the claim is not missed.
+ */
+function queueWakeups(channel: string, connect: () => Promise<pg.Client>) {
   const wakeCounts = new Map<string, number>();
   const listener = createListener<never>({
     channel,
@@ -150,145 +120,64 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
       wakeCounts.set(payload, (wakeCounts.get(payload) ?? 0) + 1);
       return { key: payload, hint: undefined };
     },
-    connect: async () => {
-      const client = new pgDriver.Client(options.connectionString ? { connectionString: options.connectionString } : opened().options);
-      client.on('error', () => undefined);
-      await client.connect();
-      return client;
+    connect,
+  });
+  return {
+    listener,
+    seen: (address: Address) => wakeCounts.get(address) ?? 0,
+    /** Waits for a notification, the fallback poll or the next due message, unless one came since `seenBefore`. */
+    async wait(address: Address, waitMs: number, signal: AbortSignal, seenBefore: number): Promise<void> {
+      if ((wakeCounts.get(address) ?? 0) !== seenBefore) return;
+      await waitForWake((wake) => listener.watch(address, wake), waitMs, signal);
     },
+  };
+}
+
+/** The table settings the options give, or a coded error naming the wrong one. */
+function tableSettings(options: PostgresTransportOptions): QueueTableSettings {
+  const schema = options.schema ?? 'switchyard';
+  checkConnectionOptions('postgresTransport', options);
+  return { schema, s: quotedSchema(schema, 'postgresTransport'), channel: `sy_queues_${schema}`, leaseMs: options.leaseMs ?? 30_000, where: describeTarget(options) };
+}
+
+export function postgresTransport(options: PostgresTransportOptions): Transport {
+  const settings = tableSettings(options);
+  const pollMs = options.pollMs ?? 500;
+  let table: PostgresQueueTable | undefined;
+  let opening: Promise<void> | undefined;
+  let closed = false;
+  const opened = (): PostgresQueueTable => {
+    if (!table || closed) throw notOpen();
+    return table;
+  };
+  const wakeups = queueWakeups(settings.channel, async () => {
+    const client = new pgDriver.Client(PostgresQueueTable.clientConfig(options, opened().pool));
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
   });
 
-  const opened = (): pg.Pool => {
-    if (!pool || closed) {
-      throw new SwitchyardError(ErrorCodes.NOT_RUNNING, 'The PostgreSQL transport is not open.', {
-        fix: 'Start the endpoint (or call transport.open()) before sending, and do not use it after stop.',
-      });
-    }
-    return pool.pool;
+  /** Runs `attempt`; when it finds nothing and `waitMs` allows, waits for a wake-up and tries once more. */
+  const withWait = async <T>(address: Address, { waitMs, signal }: ReceiveOptions, empty: T, attempt: (t: PostgresQueueTable) => Promise<Attempt<T>>): Promise<T> => {
+    if (closed) return empty;
+    const seenBefore = wakeups.seen(address);
+    const first = await attempt(opened());
+    if (first.found || waitMs <= 0 || closed || signal.aborted) return first.value;
+    await wakeups.wait(address, Math.min(waitMs, pollMs, first.untilDueMs), signal, seenBefore);
+    return closed || signal.aborted ? empty : (await attempt(opened())).value;
   };
-
-  /**
-   * `bookkeeping`: a claim, renewal or abandon, on connections that commit without waiting for
-   * the WAL flush (synchronous_commit=off). Losing one in a server crash only makes its message
-   * visible again (TOKEN_FLOOR keeps the fencing), and the next durable commit flushes it anyway.
-   */
-  async function query<R extends pg.QueryResultRow>(text: string, values: unknown[], durability: 'durable' | 'bookkeeping' = 'durable'): Promise<pg.QueryResult<R>> {
-    const main = opened();
-    const target = durability === 'bookkeeping' ? bookkeeping : main;
-    try {
-      // Named: the server parses and plans each statement once per connection, not per call.
-      return await target.query<R>({ name: statementName(text), text, values });
-    } catch (error) {
-      throw unreachable(error, where);
-    }
-  }
-
-  /** Every destination must be a queue that exists (checked once per queue, then remembered). */
-  const checkDestinations = async (batch: readonly Outgoing[]) => {
-    const unknown = new Set<string>();
-    for (const o of batch) {
-      if (isTopicOutgoing(o)) throw topicsUnsupported('PostgreSQL');
-      if (!knownQueues.has(o.destination)) unknown.add(o.destination);
-    }
-    if (unknown.size === 0) return;
-    // On the bookkeeping pool: a completion holding a unit-of-work connection must never wait for another one of the main pool.
-    const found = await query<{ name: string }>(sql.knownQueues, [[...unknown]], 'bookkeeping');
-    for (const row of found.rows) knownQueues.add(row.name);
-    for (const name of unknown) if (!knownQueues.has(name)) throw queueNotFound('postgres', name);
-  };
-
-  /** The receipts claimed, or none and how long until the queue's next message is visible (Infinity: empty). */
-  const claim = async (address: Address, max: number): Promise<{ receipts: Receipt[]; untilDueMs: number }> => {
-    const { rows } = await query<Row & { wait_ms: string | null }>(sql.claim, [address, max, leaseMs], 'bookkeeping');
-    const claimed = rows.filter((row) => row.seq !== null);
-    if (claimed.length === 0) {
-      const wait = rows[0]?.wait_ms;
-      return { receipts: [], untilDueMs: wait === null || wait === undefined ? Infinity : Math.max(0, Number(wait)) };
-    }
-    claimed.sort((a, b) => Number(a.seq) - Number(b.seq));
-    return { receipts: claimed.map((row) => receiptFor(address, row)), untilDueMs: 0 };
-  };
-
-  /** Waits for a notification, the fallback poll or the next due message. */
-  const waitForVisible = async (address: Address, waitMs: number, signal: AbortSignal, wakesBefore: number, untilDue: number) => {
-    if ((wakeCounts.get(address) ?? 0) !== wakesBefore) return;
-    await waitForWake((wake) => listener.watch(address, wake), Math.min(waitMs, pollMs, untilDue), signal);
-  };
-
-  const receiptFor = (address: Address, row: Row): Receipt => {
-    const seq = row.seq;
-    const token = row.lease_token;
-    const message = toMessage(row);
-    const lease = leases.hold(async () => (await query(sql.renew, [seq, token, leaseMs], 'bookkeeping')).rowCount === 1);
-    let session: PostgresSession | undefined;
-    return {
-      message,
-      address,
-      deliveryCount: row.delivery_count,
-      get signal() {
-        return lease.signal;
-      },
-      get session() {
-        return (session ??= new PostgresSession(opened()));
-      },
-      async complete(outgoing: readonly Outgoing[] = []) {
-        lease.release();
-        try {
-          await checkDestinations(outgoing);
-        } catch (error) {
-          await session?.rollback();
-          throw error;
-        }
-        const ok = session?.active
-          ? await session.commitIf(async (client) => {
-              const values = groupWriteValues([{ remove: { seq, token }, outgoing }], channel);
-              return (await client.query<{ removed: string[] }>(sql.groupWrite, values)).rows[0]?.removed.length === 1;
-            }).catch((error: unknown) => {
-              throw unreachable(error, where);
-            })
-          : await writes.complete(seq, token, outgoing).catch((error: unknown) => {
-              throw unreachable(error, where);
-            });
-        if (!ok) throw leaseLost(address, message.id);
-      },
-      async abandon(delayMs = 0) {
-        lease.release();
-        await session?.rollback();
-        await query(sql.abandon, [seq, token, Math.max(0, Math.floor(delayMs)), channel], 'bookkeeping');
-      },
-    };
-  };
-
-  const admin = queueAdmin({ s, sql, channel, where, query, checkDestinations, connect: () => opened().connect() });
 
   const open = async () => {
-    if (!(leaseMs > 0) || !(pollMs > 0)) {
-      throw new SwitchyardError(ErrorCodes.CONFIG, `The PostgreSQL transport options leaseMs (${leaseMs}) and pollMs (${pollMs}) must be positive.`, {
-        fix: 'Leave them unset for the defaults (30000 and 500) or pass positive numbers of milliseconds.',
-      });
-    }
-    const p = adapterPool(options, 10);
-    try {
-      await migrate(p.pool, schema, 'transport', MIGRATIONS);
-    } catch (error) {
-      await p.end().catch(() => undefined);
-      throw unreachable(error, where);
-    }
-    pool = p;
-    const base: pg.PoolConfig = options.connectionString ? { connectionString: options.connectionString } : p.pool.options;
-    bookkeeping = new pgDriver.Pool({ ...base, max: 3, options: `${base.options ?? ''} -c synchronous_commit=off`.trim() });
-    bookkeeping.on('error', () => undefined);
-    // At most half the pool carries group writes; the rest is for units of work and the admin.
-    writes = new WriteBatcher((text, values) => p.pool.query({ name: statementName(text), text, values }), sql.groupWrite, channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
-    leases = new LeaseKeeper(Math.max(50, Math.floor(leaseMs / 3)));
+    checkTimings(settings.leaseMs, pollMs);
+    table = await PostgresQueueTable.open(options, settings);
     // The first LISTEN is awaited so a receive right after open is woken; later drops reconnect by themselves.
-    await listener.connect();
+    await wakeups.listener.connect();
   };
 
   return {
     name: 'postgres',
     capabilities: { delayedDelivery: true, nativePubSub: false, atomicSendWithReceive: true, competingConsumers: true, exactDeliveryCount: true },
-    admin,
+    admin: postgresQueueAdmin(settings, opened),
     async open() {
       opening ??= open().catch((error: unknown) => {
         opening = undefined;
@@ -298,101 +187,33 @@ export function postgresTransport(options: PostgresTransportOptions): Transport 
     },
     async createQueue(address) {
       checkAddress('Queue', address);
-      await query(sql.createQueue, [address]);
-      knownQueues.add(address);
+      await opened().createQueue(address);
     },
     async queueExists(address) {
-      if (knownQueues.has(address)) return true;
-      const found = await query<{ name: string }>(sql.knownQueues, [[address]]);
-      if (found.rows.length > 0) knownQueues.add(address);
-      return found.rows.length > 0;
+      return opened().queueExists(address);
     },
     async dispatch(batch) {
-      opened();
-      if (batch.length === 0) return;
-      await checkDestinations(batch);
-      await writes.send(batch).catch((error: unknown) => {
-        throw unreachable(error, where);
+      const t = opened();
+      if (batch.length > 0) await t.send(batch);
+    },
+    async receive(address, receiveOptions) {
+      return withWait(address, receiveOptions, [], async (t) => {
+        const { rows, untilDueMs } = await t.claim(address, receiveOptions.max);
+        return { value: rows.map((row) => receiptFor(t, address, row)), found: rows.length > 0, untilDueMs };
       });
     },
-    async receive(address: Address, { max, waitMs, signal }: ReceiveOptions) {
-      if (closed) return [];
-      const wakesBefore = wakeCounts.get(address) ?? 0;
-      const first = await claim(address, max);
-      if (first.receipts.length > 0 || waitMs <= 0 || closed || signal.aborted) return first.receipts;
-      await waitForVisible(address, waitMs, signal, wakesBefore, first.untilDueMs);
-      return closed || signal.aborted ? [] : (await claim(address, max)).receipts;
+    async forward(from, forwardOptions, route) {
+      return withWait(from, forwardOptions, 0, async (t) => {
+        const { moved, locked } = await t.forward(from, forwardOptions.max, route);
+        return { value: moved.length, found: locked > 0, untilDueMs: Infinity };
+      });
     },
     async close() {
       if (closed) return;
       closed = true;
       await opening?.catch(() => undefined);
-      leases?.close();
-      await listener.close();
-      await bookkeeping?.end().catch(() => undefined);
-      await pool?.end().catch(() => undefined);
-    },
-  };
-}
-
-interface AdminDeps {
-  readonly s: string;
-  readonly sql: Statements;
-  readonly channel: string;
-  readonly where: string;
-  query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>>;
-  checkDestinations(batch: readonly Outgoing[]): Promise<void>;
-  connect(): Promise<pg.PoolClient>;
-}
-
-/** Operator views of the queues (the errors CLI, the distributor status). */
-function queueAdmin({ s, sql, channel, where, query, checkDestinations, connect }: AdminDeps): QueueAdmin {
-  return {
-    async depth(address) {
-      return Number((await query<{ n: string }>(`SELECT count(*) AS n FROM ${s}.messages WHERE queue = $1`, [address])).rows[0]?.n ?? 0);
-    },
-    async queues() {
-      return (await query<{ name: string }>(`SELECT name FROM ${s}.queues ORDER BY name`, [])).rows.map((r) => r.name);
-    },
-    async peek(address, { offset, limit }) {
-      await checkDestinations([{ destination: address, message: { id: '', headers: {}, body: '' } }]);
-      const { rows } = await query<Row>(`SELECT seq, id, headers, body FROM ${s}.messages WHERE queue = $1 ORDER BY seq LIMIT $2 OFFSET $3`, [address, limit, offset]);
-      return rows.map(toMessage);
-    },
-    async take(address, ids, replacements) {
-      // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
-      // message id, or row-<seq>): such rows are selected too and matched on that id here.
-      const seqs = ids.flatMap((id) => (/^row-\d{1,15}$/.test(id) ? [id.slice(4)] : []));
-      const wanted = new Set(ids);
-      const client = await connect().catch((error: unknown) => {
-        throw unreachable(error, where);
-      });
-      try {
-        await client.query('BEGIN');
-        const rows = (await client.query<Row>(
-          `SELECT seq, id, headers, body FROM ${s}.messages WHERE queue = $1 AND (id = ANY($2::text[]) OR id = '' OR length(id) > ${MAX_ID_CHARS}
-           OR seq = ANY($3::bigint[])) ORDER BY seq FOR UPDATE`, [address, [...ids], seqs],
-        )).rows.filter((row) => wanted.has(toMessage(row).id));
-        const outgoing = rows.flatMap((row) => replacements?.(toMessage(row)) ?? []);
-        await checkDestinations(outgoing);
-        await client.query(`DELETE FROM ${s}.messages WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
-        if (outgoing.length > 0) await client.query(sql.groupWrite, groupWriteValues([{ remove: undefined, outgoing }], channel));
-        await client.query('COMMIT');
-        return [...new Set(rows.map((row) => toMessage(row).id))];
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw unreachable(error, where);
-      } finally {
-        client.release();
-      }
-    },
-    async moveAll(from, to, moveOptions = {}) {
-      await checkDestinations([{ destination: to, message: { id: '', headers: {}, body: '' } }]);
-      const unheld = moveOptions.includeLeased ? '' : `AND (visible_at <= ${NOW_MS} OR lease_token = 0)`;
-      const moved = await query<{ n: number }>(
-        `WITH u AS (UPDATE ${s}.messages SET queue = $2, visible_at = ${NOW_MS}, lease_token = greatest(lease_token + 1, ${TOKEN_FLOOR}) WHERE queue = $1 ${unheld} RETURNING 1)
-         SELECT count(*)::int AS n, pg_notify($3, $2) FROM u`, [from, to, channel]);
-      return moved.rows[0]?.n ?? 0;
+      await wakeups.listener.close();
+      await table?.close();
     },
   };
 }

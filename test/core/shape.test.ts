@@ -18,7 +18,6 @@ const KNOWN = new Set<string>([
   'datasets/replica.ts:createReplica',
   'postgres/listener.ts:createListener',
   'postgres/dataset-listener.ts:createListener',
-  'postgres/transport.ts:postgresTransport',
   'postgres/dataset-store.ts:postgresDatasetStore',
   'redis/dataset-store.ts:redisDatasetStore',
   'sqlite/dataset-store.ts:sqliteDatasetStore',
