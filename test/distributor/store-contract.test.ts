@@ -56,9 +56,9 @@ describe.each(stores)('the %s distributor store', (_name, create) => {
 
   it('gives a lease to one owner at a time, and a new owner a higher epoch once it expired', async () => {
     const store = await opened();
-    const first = await store.claimOwnership('Sales', 'a', 40);
+    const first = await store.claimOwnership('Sales', 'a', 400);
     expect(first.acquired).toBe(true);
-    const refused = await store.claimOwnership('Sales', 'b', 40);
+    const refused = await store.claimOwnership('Sales', 'b', 400);
     expect(refused).toMatchObject({ acquired: false, holder: 'a' });
     const second = await claimOnceExpired(store, 'b', 1000);
     expect(second.fence!.epoch).toBeGreaterThan(first.fence!.epoch);
