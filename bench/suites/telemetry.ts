@@ -18,10 +18,16 @@ import { median } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
 const MESSAGES = 20_000;
-const ROUNDS = 5;
+const ROUNDS = 7;
 const Ping = defineCommand<PingBody>('Bench.Ping');
 
-async function run(messages: number, telemetry: SwitchyardTelemetry | undefined): Promise<number> {
+interface Run {
+  readonly msgsPerSec: number;
+  /** CPU time of this process (user + system) per message: what the spans cost, whatever the disk and the neighbours do. */
+  readonly cpuUsPerMessage: number;
+}
+
+async function run(messages: number, telemetry: SwitchyardTelemetry | undefined): Promise<Run> {
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-otel-'));
   const counter = pingCounter(Ping, messages);
   const options: EndpointOptions = {
@@ -35,12 +41,14 @@ async function run(messages: number, telemetry: SwitchyardTelemetry | undefined)
   const endpoint = createEndpoint(telemetry ? telemetry.instrument(options) : options);
   await endpoint.start();
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   await sendPings(endpoint, Ping, messages, { batch: 100 });
   await counter.finished;
   const elapsed = performance.now() - started;
+  const cpu = process.cpuUsage(cpuBefore);
   await endpoint.stop();
   rmSync(dir, { recursive: true, force: true });
-  return (messages / elapsed) * 1000;
+  return { msgsPerSec: (messages / elapsed) * 1000, cpuUsPerMessage: (cpu.user + cpu.system) / messages };
 }
 
 const suite: BenchSuite = {
@@ -51,22 +59,29 @@ const suite: BenchSuite = {
     log('warming up (synchronous=full, WAL, 1 KB bodies, concurrency 64)');
     await run(2000, undefined);
     await run(2000, traced);
+    await run(2000, metered);
     const results: BenchResult[] = [];
     for (const [name, telemetry, what] of [
       ['sqlite.send.traced', traced, 'tracing'],
       ['sqlite.send.metered', metered, 'metrics'],
     ] as const) {
       if (!only(name)) continue;
-      const off: number[] = [];
-      const on: number[] = [];
-      // Alternate, and keep the medians: a noisy neighbour then hits both sides alike.
+      const off: Run[] = [];
+      const on: Run[] = [];
+      // Alternate, each side first every other round, and keep the medians: a noisy neighbour
+      // (or the disk warming up) then hits both sides alike.
       for (let round = 1; round <= ROUNDS; round++) {
+        if (round % 2 === 0) on.push(await run(MESSAGES, telemetry));
         off.push(await run(MESSAGES, undefined));
-        on.push(await run(MESSAGES, telemetry));
-        log(`${name} round ${round}: off ${off.at(-1)!.toFixed(0)} msgs/s, ${what} on ${on.at(-1)!.toFixed(0)} msgs/s`);
+        if (round % 2 === 1) on.push(await run(MESSAGES, telemetry));
+        const [a, b] = [off.at(-1)!, on.at(-1)!];
+        log(`${name} round ${round}: off ${a.msgsPerSec.toFixed(0)} msgs/s ${a.cpuUsPerMessage.toFixed(1)} µs CPU/msg, ${what} on ${b.msgsPerSec.toFixed(0)} msgs/s ${b.cpuUsPerMessage.toFixed(1)} µs CPU/msg`);
       }
-      const baseline = median(off);
-      const measured = median(on);
+      const baseline = median(off.map((r) => r.msgsPerSec));
+      const measured = median(on.map((r) => r.msgsPerSec));
+      const cpuOff = median(off.map((r) => r.cpuUsPerMessage));
+      const cpuOn = median(on.map((r) => r.cpuUsPerMessage));
+      log(`${name}: CPU per message ${cpuOff.toFixed(1)} µs off, ${cpuOn.toFixed(1)} µs on (ratio ${(cpuOff / cpuOn).toFixed(2)})`);
       results.push({
         name,
         transport: 'sqlite',
@@ -77,7 +92,7 @@ const suite: BenchSuite = {
         baseline: `the same endpoint without switchyard/opentelemetry (sqlite.send load)`,
         baselineMsgsPerSec: baseline,
         ratio: measured / baseline,
-        settings: { synchronous: 'full', journal: 'WAL', bodyBytes: 1000, concurrency: 64, [what]: name === 'sqlite.send.traced' ? 'BasicTracerProvider + NoopSpanProcessor' : 'MeterProvider, no reader' },
+        settings: { synchronous: 'full', journal: 'WAL', bodyBytes: 1000, concurrency: 64, [what]: name === 'sqlite.send.traced' ? 'BasicTracerProvider + NoopSpanProcessor' : 'MeterProvider, no reader', cpuUsPerMessageOff: cpuOff, cpuUsPerMessageOn: cpuOn },
       });
     }
     return results;
