@@ -13,7 +13,7 @@ import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type O
 import { coalesced } from '../core/coalesce.js';
 import type { Outgoing } from '../core/transport.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, inTransaction, NOW_MS, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, checkConnectionOptions, NOW_MS, preparedName, type PostgresConnectionOptions } from './pool.js';
 import { PostgresTransactionSession } from './session.js';
 
 export interface PostgresOutboxOptions extends PostgresConnectionOptions, OutboxSettings {}
@@ -36,24 +36,49 @@ const MIGRATIONS: readonly PostgresMigration[] = [
   },
 ];
 
-/** The unit of work's side of the outbox: the inbox row and the outbox record, on the transaction's client. */
-function outboxTransaction(client: pg.PoolClient, s: string, owner: string, leaseMs: number, records: OutboxRecord[]): OutboxTransaction {
+function statements(s: string) {
   return {
+    processed: `SELECT 1 FROM ${s}.inbox WHERE endpoint = $1 AND message_id = $2`,
+    /**
+     * The end of a unit of work, one statement: the inbox row (when there is an incoming message)
+     * and a record per stored batch (ids handed out in batch order), the records only when the
+     * inbox row went in. `fresh` 0 with an incoming message: a concurrent copy committed first (the insert waited
+     * for it on the primary key), so the caller rolls back.
+     */
+    finish: `WITH inbox_row AS (INSERT INTO ${s}.inbox (endpoint, message_id, processed_at)
+        SELECT $1::text, $2::text, ${NOW_MS} WHERE $1::text IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1),
+      records AS (INSERT INTO ${s}.outbox (batch, claimed_by, claim_token, claimed_until, created_at)
+        SELECT b, $4, 1, ${NOW_MS} + $5, ${NOW_MS} FROM unnest($3::jsonb[]) WITH ORDINALITY AS u(b, n)
+        WHERE $1::text IS NULL OR EXISTS (SELECT 1 FROM inbox_row) ORDER BY n RETURNING id)
+      SELECT (SELECT count(*) FROM inbox_row)::int AS fresh, array(SELECT id::text FROM records ORDER BY id) AS ids`,
+  };
+}
+
+/**
+ * One unit of work on the application's database: BEGIN, the inbox check, the handlers' SQL on
+ * the same client, then `finish` and COMMIT. The inbox row is written at the end, with the
+ * record, rather than first: one round trip fewer per message, and a concurrent copy that got
+ * past the check still keeps nothing (its `finish` finds the row and it rolls back).
+ */
+async function unitOfWork<T>(client: pg.PoolClient, sql: ReturnType<typeof statements>, owner: string, leaseMs: number, work: (tx: OutboxTransaction) => Promise<T>) {
+  let processed: [string, string] | undefined;
+  const batches: (readonly Outgoing[])[] = [];
+  const value = await work({
     session: new PostgresTransactionSession(client),
     async markProcessed(endpoint, messageId) {
-      // A concurrent copy holding the same key makes this wait for its commit or rollback.
-      const inserted = await client.query(`INSERT INTO ${s}.inbox (endpoint, message_id, processed_at) VALUES ($1, $2, ${NOW_MS}) ON CONFLICT DO NOTHING`, [endpoint, messageId]);
-      return inserted.rowCount === 1;
+      const seen = await client.query({ name: preparedName(sql.processed), text: sql.processed, values: [endpoint, messageId] });
+      if (seen.rowCount !== 0) return false;
+      processed = [endpoint, messageId];
+      return true;
     },
     async store(batch) {
-      if (batch.length === 0) return;
-      const { rows } = await client.query<{ id: string }>(
-        `INSERT INTO ${s}.outbox (batch, claimed_by, claim_token, claimed_until, created_at) VALUES ($1::jsonb, $2, 1, ${NOW_MS} + $3, ${NOW_MS}) RETURNING id`,
-        [JSON.stringify(batch), owner, leaseMs],
-      );
-      records.push({ id: String(rows[0]!.id), token: 1, batch });
+      if (batch.length > 0) batches.push(batch);
     },
-  };
+  });
+  const values = [processed?.[0] ?? null, processed?.[1] ?? null, batches.map((batch) => JSON.stringify(batch)), owner, leaseMs];
+  const { rows } = await client.query<{ fresh: number; ids: string[] }>({ name: preparedName(sql.finish), text: sql.finish, values });
+  const duplicate = processed !== undefined && rows[0]!.fresh === 0;
+  return { value, duplicate, records: rows[0]!.ids.map((id, i): OutboxRecord => ({ id, token: 1, batch: batches[i]! })) };
 }
 
 export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxStore {
@@ -61,6 +86,7 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
   const s = quotedSchema(schema, 'postgresOutbox');
   checkConnectionOptions('postgresOutbox', options);
   const { pool, end } = adapterPool(options, 4);
+  const sql = statements(s);
   const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
 
   // Every dispatched record is removed: one DELETE for all the removals of a turn, not one each.
@@ -78,9 +104,18 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
     open: () => migrate(pool, schema, 'outbox', MIGRATIONS),
     close: () => end(),
     async transaction(owner, leaseMs, work) {
-      const records: OutboxRecord[] = [];
-      const value = await inTransaction(pool, (client) => work(outboxTransaction(client, s, owner, leaseMs, records)));
-      return { value, records, duplicate: false };
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const done = await unitOfWork(client, sql, owner, leaseMs, work);
+        await client.query(done.duplicate ? 'ROLLBACK' : 'COMMIT');
+        return done.duplicate ? { value: done.value, records: [], duplicate: true } : done;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
     },
     async claimExpired(owner, leaseMs, max) {
       const { rows } = await pool.query<{ id: string; claim_token: number; batch: Outgoing[] }>(

@@ -62,6 +62,18 @@ export function unreachable(cause: unknown, where: string): SwitchyardError {
 /** Epoch ms on the database server's clock: every process leases and delays by the same clock. */
 export const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
+const preparedNames = new Map<string, string>();
+/**
+ * A prepared-statement name for a statement's text, the same in every adapter of the process
+ * (the text includes the schema, so schemas never share a name): named, a statement is parsed and
+ * planned once per connection, not per call.
+ */
+export function preparedName(text: string): string {
+  let name = preparedNames.get(text);
+  if (!name) preparedNames.set(text, (name = `sy_pg_${preparedNames.size}`));
+  return name;
+}
+
 /** Runs `work` on one pooled client between BEGIN and COMMIT (ROLLBACK when it throws). */
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

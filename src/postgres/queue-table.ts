@@ -11,7 +11,7 @@ import { isTopicOutgoing } from '../core/transport.js';
 import type { Outgoing, QueueOutgoing, TransportMessage } from '../core/transport.js';
 import { decodeStoredMessage } from '../core/wire-headers.js';
 import { migrate, type PostgresMigration } from './migrations.js';
-import { adapterPool, inTransaction, NOW_MS, pgDriver, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, inTransaction, NOW_MS, pgDriver, preparedName, unreachable, type AdapterPool, type PostgresConnectionOptions } from './pool.js';
 import { groupWriteSql, groupWriteValues, WriteBatcher } from './write-batcher.js';
 
 const MIGRATIONS: readonly PostgresMigration[] = [
@@ -88,14 +88,6 @@ export function statements(s: string) {
 
 export type Statements = ReturnType<typeof statements>;
 
-const statementNames = new Map<string, string>();
-/** A prepared-statement name for a statement's text (the text includes the schema, so schemas never share a name). */
-function statementName(text: string): string {
-  let name = statementNames.get(text);
-  if (!name) statementNames.set(text, (name = `sy_pg_${statementNames.size}`));
-  return name;
-}
-
 /**
  * `durable`: an acknowledgement (a send, a completion). `bookkeeping`: a claim, renewal, abandon
  * or forward, on connections that commit without waiting for the WAL flush
@@ -144,7 +136,7 @@ export class PostgresQueueTable {
     bookkeeping.on('error', () => undefined);
     // At most half the pool carries group writes; the rest is for units of work and the admin.
     const groupWrite = statements(settings.s).groupWrite;
-    const writes = new WriteBatcher((text, values) => main.pool.query({ name: statementName(text), text, values }), groupWrite, settings.channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
+    const writes = new WriteBatcher((text, values) => main.pool.query({ name: preparedName(text), text, values }), groupWrite, settings.channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
     return new PostgresQueueTable(settings, main, bookkeeping, writes);
   }
 
@@ -167,7 +159,7 @@ export class PostgresQueueTable {
     const target = durability === 'bookkeeping' ? this.bookkeeping : this.main.pool;
     try {
       // Named: the server parses and plans each statement once per connection, not per call.
-      return await target.query<R>({ name: statementName(text), text, values });
+      return await target.query<R>({ name: preparedName(text), text, values });
     } catch (error) {
       throw unreachable(error, this.settings.where);
     }
@@ -246,7 +238,7 @@ export class PostgresQueueTable {
   async forward(from: Address, max: number, route: (message: TransportMessage) => QueueOutgoing | undefined): Promise<{ moved: QueueOutgoing[]; locked: number }> {
     try {
       return await inTransaction(this.bookkeeping, async (client) => {
-        const rows = (await client.query<Row>({ name: statementName(this.sql.lockVisible), text: this.sql.lockVisible, values: [from, max] })).rows;
+        const rows = (await client.query<Row>({ name: preparedName(this.sql.lockVisible), text: this.sql.lockVisible, values: [from, max] })).rows;
         const moves = rows.flatMap((row) => {
           const copy = route(toMessage(row));
           return copy ? [{ remove: { seq: row.seq, token: row.lease_token }, outgoing: [copy] }] : [];
@@ -254,7 +246,7 @@ export class PostgresQueueTable {
         const moved = moves.flatMap((m) => m.outgoing);
         if (moved.length > 0) {
           await this.checkDestinations(moved);
-          await client.query({ name: statementName(this.sql.groupWrite), text: this.sql.groupWrite, values: groupWriteValues(moves, this.settings.channel) });
+          await client.query({ name: preparedName(this.sql.groupWrite), text: this.sql.groupWrite, values: groupWriteValues(moves, this.settings.channel) });
         }
         return { moved, locked: rows.length };
       });
