@@ -86,12 +86,21 @@ function transports(options: TestBusOptions, clock: VirtualClock): TransportFact
   }
   const folder = options.sqlitePath === undefined ? mkdtempSync(path.join(tmpdir(), 'switchyard-testbus-')) : undefined;
   const file = options.sqlitePath ?? path.join(folder!, 'bus.db');
+  let signals: { notify(queues: Iterable<string>): void; close(): void } | undefined;
   return {
-    // Loaded on first use: a memory test bus never loads the native SQLite module. A short
-    // fallback poll: advancing virtual time wakes no SQLite receiver, the poll finds what fell due.
-    make: async () => (await import('../sqlite/transport.js')).sqliteTransport({ path: file, clock, pollMs: 10 }),
-    wake: () => undefined,
-    cleanup: () => folder !== undefined && rmSync(folder, { recursive: true, force: true }),
+    // Loaded on first use: a memory test bus never loads the native SQLite module.
+    make: async () => {
+      const [{ sqliteTransport }, { QueueSignals }] = await Promise.all([import('../sqlite/transport.js'), import('../sqlite/queue-signals.js')]);
+      signals ??= new QueueSignals(file);
+      return sqliteTransport({ path: file, clock, pollMs: 50 });
+    },
+    // After the clock moved: the doorbell every receiver of the file watches (the same one a
+    // commit rings), so a receiver sleeping until a due time on the old clock looks again now.
+    wake: (queues) => signals?.notify(queues),
+    cleanup: () => {
+      signals?.close();
+      if (folder !== undefined) rmSync(folder, { recursive: true, force: true });
+    },
   };
 }
 
