@@ -23,7 +23,7 @@ import type { Logger } from '../core/logger.js';
 import { isDelete } from './records.js';
 import { createApplier, type Applier } from './replica-apply.js';
 import { createMembership, type ReplicaMembership } from './replica-membership.js';
-import { createSyncLoop } from './replica-sync.js';
+import { createSyncLoop, type ReplicaSync } from './replica-sync.js';
 import type { DatasetStore, EntryOp, JsonValue, LogRecord, Snapshot } from './store.js';
 
 export interface Entry<V> {
@@ -129,6 +129,26 @@ async function loadFirstCopy<V>(ctx: ReplicaContext, applier: Applier<V>, sync: 
   applier.install(snap, false);
 }
 
+/**
+ * The start's second step: watch the store (a wake-up hint is applied directly when it is the next
+ * version, else it asks for a read), read what was written before the watch, join the membership,
+ * and start the catch-up read and the heartbeats.
+ */
+async function goLive(ctx: ReplicaContext, sync: ReplicaSync, membership: ReplicaMembership) {
+  ctx.lastConfirmedAt = ctx.clock.now();
+  ctx.mode = 'live';
+  const unwatch = await ctx.store.watch(ctx.dataset, (hint) => {
+    if (hint && hint.generation === ctx.generation && hint.version <= ctx.applied) return; // already have it
+    if (!hint || !sync.offer(hint, hint.generation)) void sync.requestSync();
+  });
+  await sync.requestSync(); // anything written between the first read and the watch
+  await membership.heartbeat();
+  const pollTimer = setInterval(sync.tick, ctx.catchUpMs);
+  pollTimer.unref?.();
+  membership.startBeating();
+  return { unwatch, pollTimer };
+}
+
 /** The replica's stop: every step runs; failures are logged together. */
 async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<void> }; membership: ReplicaMembership; unwatch?: () => Promise<void> }) {
   const errors: unknown[] = [];
@@ -140,7 +160,7 @@ async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<v
 }
 
 export function createReplica<V>(opts: ReplicaOptions<V>) {
-  const { dataset, store, clock } = opts;
+  const { clock } = opts;
   const ctx: ReplicaContext = { ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: clock.now() };
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   let unwatch: (() => Promise<void>) | undefined;
@@ -196,17 +216,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     /** `from`: state saved by an earlier run (exportState); resume through the log when it still reaches back. */
     async start(from?: Snapshot): Promise<void> {
       await loadFirstCopy(ctx, applier, sync, from);
-      ctx.lastConfirmedAt = clock.now();
-      ctx.mode = 'live';
-      unwatch = await store.watch(dataset, (hint) => {
-        if (hint && hint.generation === ctx.generation && hint.version <= ctx.applied) return; // already have it
-        if (!hint || !sync.offer(hint, hint.generation)) void sync.requestSync();
-      });
-      await sync.requestSync(); // anything written between the first read and the watch
-      await membership.heartbeat();
-      pollTimer = setInterval(sync.tick, opts.catchUpMs);
-      pollTimer.unref?.();
-      membership.startBeating();
+      ({ unwatch, pollTimer } = await goLive(ctx, sync, membership));
     },
 
     /** Resolves once this replica holds `version` in memory (or closed). */
