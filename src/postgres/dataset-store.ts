@@ -14,12 +14,12 @@
 import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
-  appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  appliedOps, checkDatasetName, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
 } from '../datasets/records.js';
 import type {
   AppendOptions, Appended, DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot,
 } from '../datasets/store.js';
-import { createListener } from './dataset-listener.js';
+import { createListener } from './listener.js';
 import { pgDriver } from './pool.js';
 
 export interface PostgresDatasetStoreOptions {
@@ -42,6 +42,16 @@ export interface PostgresDatasetStoreOptions {
    * can feed replicas data. Turn it off when untrusted clients can reach the server.
    */
   wakeRecords?: boolean;
+}
+
+/** A wake-up's payload: "<dataset>", or "<dataset>\n<version>@<generation>\n<record>" when it carries the record. */
+function parseWakeUp(payload: string, withRecord: boolean): { key: string; hint: LogRecord | undefined } {
+  const a = payload.indexOf('\n');
+  if (a < 0) return { key: payload, hint: undefined };
+  const dataset = payload.slice(0, a);
+  const b = payload.indexOf('\n', a + 1);
+  if (!withRecord || b < 0) return { key: dataset, hint: undefined };
+  return { key: dataset, hint: decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
 }
 
 /** What queries run on: the pool, or the store's one connection. */
@@ -173,9 +183,10 @@ function openConnections(options: PostgresDatasetStoreOptions, channel: string, 
   const pool = options.pool ?? (ownPool ? new pgDriver.Pool({ connectionString: options.connectionString, max: maxConnections }) : undefined);
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   if (ownPool) pool?.on('error', () => undefined);
-  const listener = createListener({
+  const wakeRecords = options.wakeRecords ?? true;
+  const listener = createListener<LogRecord>({
     channel,
-    wakeRecords: options.wakeRecords ?? true,
+    parse: (payload) => parseWakeUp(payload, wakeRecords),
     connect: async () => {
       const client = new pgDriver.Client(options.connectionString ? { connectionString: options.connectionString } : pool?.options);
       client.on('error', () => undefined); // a refused or dropped connection is retried, never thrown at the process

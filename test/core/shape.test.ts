@@ -13,8 +13,6 @@ import { describe, expect, it } from 'vitest';
 const MAX_LINES = 80;
 const root = path.resolve('src');
 const KNOWN = new Set<string>([
-  'postgres/listener.ts:createListener',
-  'postgres/dataset-listener.ts:createListener',
   'postgres/transport.ts:postgresTransport',
   'sqlite/distributor-store.ts:sqliteDistributorStore',
 ]);
