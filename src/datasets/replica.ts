@@ -18,7 +18,7 @@
  * replica-sync.ts (scheduling reads, retries, staleness),
  * replica-membership.ts (heartbeats and votes); this file wires them and owns start and stop.
  */
-import type { Clock } from '../core/clock.js';
+import { setRepeatingTimer, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { isDelete } from './records.js';
 import { createApplier, type Applier } from './replica-apply.js';
@@ -143,10 +143,10 @@ async function goLive(ctx: ReplicaContext, sync: ReplicaSync, membership: Replic
   });
   await sync.requestSync(); // anything written between the first read and the watch
   await membership.heartbeat();
-  const pollTimer = setInterval(sync.tick, ctx.catchUpMs);
-  pollTimer.unref?.();
+  // The catch-up read and the heartbeats run on the dataset's clock: a virtual clock drives them.
+  const stopCatchUp = setRepeatingTimer(ctx.clock, sync.tick, ctx.catchUpMs);
   membership.startBeating();
-  return { unwatch, pollTimer };
+  return { unwatch, stopCatchUp };
 }
 
 /** The replica's stop: every step runs; failures are logged together. */
@@ -162,7 +162,7 @@ async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<v
 export function createReplica<V>(opts: ReplicaOptions<V>) {
   const { clock } = opts;
   const ctx: ReplicaContext = { ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: clock.now() };
-  let pollTimer: ReturnType<typeof setInterval> | undefined;
+  let stopCatchUp: (() => void) | undefined;
   let unwatch: (() => Promise<void>) | undefined;
 
   const isStale = () => clock.now() - ctx.lastConfirmedAt > opts.stalenessMs;
@@ -216,7 +216,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     /** `from`: state saved by an earlier run (exportState); resume through the log when it still reaches back. */
     async start(from?: Snapshot): Promise<void> {
       await loadFirstCopy(ctx, applier, sync, from);
-      ({ unwatch, pollTimer } = await goLive(ctx, sync, membership));
+      ({ unwatch, stopCatchUp } = await goLive(ctx, sync, membership));
     },
 
     /** Resolves once this replica holds `version` in memory (or closed). */
@@ -230,7 +230,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     async stop(): Promise<void> {
       if (ctx.mode === 'closed') return;
       ctx.mode = 'closed';
-      clearInterval(pollTimer);
+      stopCatchUp?.();
       applier.stop();
       settleWaiters();
       await stopParts(ctx, { sync, membership, ...(unwatch ? { unwatch } : {}) });
