@@ -3,7 +3,7 @@
  * replica that stops heartbeating leaves the live set after its lease and shows up as
  * `departed` instead of blocking a wait forever.
  */
-import type { Clock } from '../core/clock.js';
+import { clearTimer, setTimer, type Clock } from '../core/clock.js';
 import type { Membership, ReplicaFailure, ReplicaReport } from './store.js';
 
 export interface ReplicaStatus {
@@ -64,7 +64,12 @@ export function convergenceOf(version: number, replicas: readonly ReplicaStatus[
     : { converged: false, version, lagging, departed };
 }
 
-/** Polls until `done` returns a value or the deadline passes; the last evaluation is returned either way. */
+/**
+ * Polls until `done` returns a value or the deadline passes; the last evaluation is returned either way.
+ * The polls are paced in real time (what they wait for, other replicas' reports, arrives by I/O);
+ * the deadline is on `clock`, and a timer set there evaluates once more the moment it passes, so
+ * on a virtual clock the timeout falls when the test moves time past it, in due order.
+ */
 export async function pollUntil<T>(
   clock: Clock,
   timeoutMs: number,
@@ -72,9 +77,21 @@ export async function pollUntil<T>(
   evaluate: () => Promise<{ done: boolean; value: T }>,
 ): Promise<T> {
   const deadline = clock.now() + timeoutMs;
-  for (;;) {
-    const { done, value } = await evaluate();
-    if (done || clock.now() >= deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  let passed: () => void = () => undefined;
+  const deadlineTimer = setTimer(clock, () => passed(), timeoutMs);
+  try {
+    for (;;) {
+      const { done, value } = await evaluate();
+      if (done || clock.now() >= deadline) return value;
+      await new Promise<void>((resolve) => {
+        const poll = setTimeout(resolve, intervalMs);
+        passed = () => {
+          clearTimeout(poll);
+          resolve();
+        };
+      });
+    }
+  } finally {
+    clearTimer(clock, deadlineTimer);
   }
 }

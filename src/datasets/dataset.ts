@@ -9,7 +9,7 @@ import type { InstanceIdentity } from '../core/identity.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { convergenceOf, describeReplicas, pollUntil, type Convergence, type ReplicaStatus } from './convergence.js';
 import { checkDatasetName, checkRecord } from './records.js';
-import { createReplica, type DatasetChange, type Entry, type StageValidator } from './replica.js';
+import { createReplica, type DatasetChange, type Entry, type Replica, type StageValidator } from './replica.js';
 import { createStager, type StageOptions, type StageOutcome, type StagedChange } from './stage.js';
 import type { DatasetStore, EntryOp, JsonValue, ReplicaFailure, Snapshot } from './store.js';
 
@@ -141,31 +141,93 @@ function resolveOptions<V>(dataset: string, options: DatasetOptions<V>) {
   return { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse };
 }
 
-export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
-  const dataset = checkDatasetName(name);
-  const { store, clock, logger, instance, leaseMs, stalenessMs, catchUpMs, reportMs, refuse } = resolveOptions(dataset, options);
-  const replica = createReplica<V>({
-    dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, reportMs, validate: options.validate,
-  });
-  const stager = createStager(dataset, store, clock, instance, () => replica.applied);
-  let closing: Promise<void> | undefined;
+type Settings = ReturnType<typeof resolveOptions> & { readonly dataset: string };
 
-  const open = () => {
-    if (replica.mode === 'closed') {
-      throw new SwitchyardError(ErrorCodes.DATASET_CLOSED, `Dataset "${dataset}" (${instance}) is closed.`, {
-        fix: 'Open the dataset again with openDataset().',
-      });
-    }
+/** What the handle's methods share: the settings, the replica and the two checks every call makes. */
+interface HandleParts<V> {
+  readonly settings: Settings;
+  readonly options: DatasetOptions<V>;
+  readonly replica: Replica<V>;
+  /** Throws SY_ERR_DATASET_CLOSED after close(). */
+  readonly open: () => void;
+  /** Throws SY_ERR_DATASET_STALE when reads refuse and the replica is stale. */
+  readonly readable: () => void;
+}
+
+function guards<V>(settings: Settings, replica: Replica<V>): Pick<HandleParts<V>, 'open' | 'readable'> {
+  const { dataset, instance, clock, stalenessMs, store, refuse } = settings;
+  return {
+    open() {
+      if (replica.mode === 'closed') {
+        throw new SwitchyardError(ErrorCodes.DATASET_CLOSED, `Dataset "${dataset}" (${instance}) is closed.`, {
+          fix: 'Open the dataset again with openDataset().',
+        });
+      }
+    },
+    readable() {
+      if (refuse && replica.isStale()) {
+        throw new SwitchyardError(
+          ErrorCodes.DATASET_STALE,
+          `Dataset "${dataset}" (${instance}) is stale: version ${replica.applied} was last confirmed current ${clock.now() - replica.lastConfirmedAt} ms ago (bound ${stalenessMs} ms), so reads are refused.`,
+          { fix: `Check the connection to the ${store.backend} store; or open the dataset with onStale: 'serve' to serve the last known data.` },
+        );
+      }
+    },
   };
-  const readable = () => {
-    if (refuse && replica.isStale()) {
-      throw new SwitchyardError(
-        ErrorCodes.DATASET_STALE,
-        `Dataset "${dataset}" (${instance}) is stale: version ${replica.applied} was last confirmed current ${clock.now() - replica.lastConfirmedAt} ms ago (bound ${stalenessMs} ms), so reads are refused.`,
-        { fix: `Check the connection to the ${store.backend} store; or open the dataset with onStale: 'serve' to serve the last known data.` },
-      );
-    }
+}
+
+/** The first snapshot (or the resume); a store that cannot be reached is a coded error that says which. */
+async function startReplica<V>({ dataset, instance, store, logger }: Settings, replica: Replica<V>, resumeFrom: Snapshot | undefined) {
+  try {
+    await replica.start(resumeFrom);
+  } catch (error) {
+    await replica.stop();
+    throw new SwitchyardError(ErrorCodes.TRANSPORT, `Dataset "${dataset}" (${instance}) could not open on the ${store.backend} store: ${String(error)}`, {
+      fix: `Check that the ${store.backend} store is running and reachable from this instance, then open the dataset again.`,
+      cause: error,
+    });
+  }
+  logger.debug?.(`dataset "${dataset}" (${instance}) open on ${store.backend} at version ${replica.applied}`);
+}
+
+/** Local memory reads; the hot path `get` is one Map lookup, plus the staleness check only when reads may refuse. */
+function readMethods<V>({ settings, replica, readable }: HandleParts<V>) {
+  const values = replica.values;
+  return {
+    get: settings.refuse
+      ? (key: string) => {
+          readable();
+          return values.get(key);
+        }
+      : (key: string) => values.get(key),
+    getEntry(key: string) {
+      readable();
+      return replica.entries.get(key);
+    },
+    has(key: string) {
+      readable();
+      return replica.entries.has(key);
+    },
+    *entries(): IterableIterator<[string, V]> {
+      readable();
+      for (const [key, entry] of replica.entries) yield [key, entry.value];
+    },
+    isStale: () => replica.isStale(),
+    onChange(listener: (change: DatasetChange<V>) => void) {
+      replica.listeners.add(listener);
+      return () => void replica.listeners.delete(listener);
+    },
+    exportState(): Snapshot {
+      const list = [...replica.entries].map(([key, e]) => ({ key, value: e.value as JsonValue, version: e.version }));
+      return { version: replica.applied, generation: replica.generation, entries: list };
+    },
   };
+}
+
+/** Writes go to the store, which assigns the version; each resolves once this replica applied it. */
+function writeMethods<V>({ settings, replica, open }: HandleParts<V>) {
+  const { dataset, store, clock, instance } = settings;
+  const stager = createStager(dataset, store, clock, instance, () => replica.applied);
   const write = async (ops: EntryOp[]): Promise<number> => {
     open();
     checkRecord(dataset, { kind: 'write', at: 0, ops });
@@ -176,67 +238,51 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
     await replica.waitApplied(version);
     return version;
   };
-  const membership = async () => describeReplicas(await store.membership(dataset), clock.now());
-
-  try {
-    await replica.start(options.resumeFrom);
-  } catch (error) {
-    await replica.stop();
-    throw new SwitchyardError(ErrorCodes.TRANSPORT, `Dataset "${dataset}" (${instance}) could not open on the ${store.backend} store: ${String(error)}`, {
-      fix: `Check that the ${store.backend} store is running and reachable from this instance, then open the dataset again.`,
-      cause: error,
-    });
-  }
-  logger.debug?.(`dataset "${dataset}" (${instance}) open on ${store.backend} at version ${replica.applied}`);
-
-  const values = replica.values;
-  const api: Dataset<V> = {
-    name: dataset,
-    instance,
-    get version() {
-      return replica.applied;
-    },
-    get size() {
-      readable();
-      return replica.entries.size;
-    },
-    // The hot path: one Map lookup, plus the staleness check only when reads may refuse.
-    get: refuse
-      ? (key) => {
-          readable();
-          return values.get(key);
-        }
-      : (key) => values.get(key),
-    getEntry(key) {
-      readable();
-      return replica.entries.get(key);
-    },
-    has(key) {
-      readable();
-      return replica.entries.has(key);
-    },
-    *entries() {
-      readable();
-      for (const [key, entry] of replica.entries) yield [key, entry.value];
-    },
-    isStale: () => replica.isStale(),
-    set: (key, value, opts = {}) =>
+  const appended = async (version: Promise<number>) => {
+    const v = await version;
+    await replica.waitApplied(v);
+    return v;
+  };
+  return {
+    set: (key: string, value: V, opts: WriteOptions = {}) =>
       write(toEntryOps(dataset, [opts.ifVersion === undefined ? { key, value } : { key, value, ifVersion: opts.ifVersion }])),
-    delete: (key, opts = {}) =>
+    delete: (key: string, opts: WriteOptions = {}) =>
       write([opts.ifVersion === undefined ? { key, delete: true } : { key, delete: true, ifVersion: opts.ifVersion }]),
-    batch: (ops) => write(toEntryOps(dataset, ops)),
-    onChange(listener) {
-      replica.listeners.add(listener);
-      return () => void replica.listeners.delete(listener);
+    batch: (ops: readonly DatasetOp<V>[]) => write(toEntryOps(dataset, ops)),
+    async stage(ops: readonly DatasetOp<V>[], opts?: StageOptions) {
+      open();
+      const entryOps = toEntryOps(dataset, ops);
+      checkRecord(dataset, { kind: 'write', at: 0, ops: entryOps });
+      return stager.stage(entryOps, opts);
     },
-    async waitForVersion(version, opts = {}) {
+    async activate(stage: StagedChange) {
+      open();
+      return appended(stager.activate(stage));
+    },
+    async abort(stage: StagedChange, reason: string) {
+      open();
+      return appended(stager.abort(stage, reason));
+    },
+    async trimLog({ keepLast }: { keepLast: number }) {
+      open();
+      const head = (await store.membership(dataset)).head;
+      return store.trim(dataset, Math.max(0, head - Math.max(0, keepLast)));
+    },
+  };
+}
+
+/** Convergence and status read membership from the store. */
+function membershipMethods<V>({ settings, options, replica, open }: HandleParts<V>) {
+  const { dataset, store, clock, instance, logger } = settings;
+  return {
+    async waitForVersion(version: number, opts: { timeoutMs?: number } = {}): Promise<Convergence> {
       open();
       return pollUntil(clock, opts.timeoutMs ?? 5000, 10, async () => {
-        const result = convergenceOf(version, await membership());
+        const result = convergenceOf(version, describeReplicas(await store.membership(dataset), clock.now()));
         return { done: result.converged, value: result };
       });
     },
-    async status() {
+    async status(): Promise<DatasetStatus> {
       const m = await store.membership(dataset);
       // Crashed replicas never leave by themselves; forget them once they are long gone.
       const forgetBefore = clock.now() - (options.forgetAfterMs ?? 3_600_000);
@@ -256,33 +302,33 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
         replicas: describeReplicas({ ...m, replicas: m.replicas.filter((r) => !forgotten.includes(r)) }, clock.now()),
       };
     },
-    async stage(ops, opts) {
-      open();
-      const entryOps = toEntryOps(dataset, ops);
-      checkRecord(dataset, { kind: 'write', at: 0, ops: entryOps });
-      return stager.stage(entryOps, opts);
+  };
+}
+
+export async function openDataset<V>(name: string, options: DatasetOptions<V>): Promise<Dataset<V>> {
+  const dataset = checkDatasetName(name);
+  const settings: Settings = { dataset, ...resolveOptions(dataset, options) };
+  const { store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, reportMs } = settings;
+  const replica = createReplica<V>({
+    dataset, store, instance, logger, clock, leaseMs, stalenessMs, catchUpMs, reportMs, validate: options.validate,
+  });
+  const parts: HandleParts<V> = { settings, options, replica, ...guards(settings, replica) };
+  await startReplica(settings, replica, options.resumeFrom);
+
+  let closing: Promise<void> | undefined;
+  const api: Dataset<V> = {
+    name: dataset,
+    instance,
+    get version() {
+      return replica.applied;
     },
-    async activate(stage) {
-      open();
-      const version = await stager.activate(stage);
-      await replica.waitApplied(version);
-      return version;
+    get size() {
+      parts.readable();
+      return replica.entries.size;
     },
-    async abort(stage, reason) {
-      open();
-      const version = await stager.abort(stage, reason);
-      await replica.waitApplied(version);
-      return version;
-    },
-    exportState() {
-      const list = [...replica.entries].map(([key, e]) => ({ key, value: e.value as JsonValue, version: e.version }));
-      return { version: replica.applied, generation: replica.generation, entries: list };
-    },
-    async trimLog({ keepLast }) {
-      open();
-      const head = (await store.membership(dataset)).head;
-      return store.trim(dataset, Math.max(0, head - Math.max(0, keepLast)));
-    },
+    ...readMethods(parts),
+    ...writeMethods(parts),
+    ...membershipMethods(parts),
     close() {
       closing ??= replica.stop();
       return closing;

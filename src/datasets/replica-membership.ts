@@ -7,6 +7,7 @@
  * writes at most 1000 / reportMs reports per second however fast changes arrive, plus one per
  * lease / 3 and one per stage vote; the store load formula in docs/data-distribution.md.
  */
+import { setRepeatingTimer } from '../core/clock.js';
 import type { ReplicaContext } from './replica.js';
 import type { ReplicaFailure, ReplicaReport, StageVote } from './store.js';
 
@@ -17,7 +18,7 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
   let votes: StageVote[] = [];
   let beating: Promise<void> | undefined;
   let reportTimer: ReturnType<typeof setTimeout> | undefined;
-  let beatTimer: ReturnType<typeof setInterval> | undefined;
+  let stopBeating: (() => void) | undefined;
   let lastReportAt = -Infinity;
 
   const report = (): ReplicaReport => {
@@ -65,13 +66,13 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
       votes = [...votes, reason === undefined ? { stageId, accepted: true } : { stageId, accepted: false, reason }].slice(-MAX_VOTES);
       void heartbeat();
     },
+    /** Renews the lease every leaseMs / 3 on the dataset's clock (a virtual clock fires it as it moves). */
     startBeating() {
-      beatTimer = setInterval(() => void heartbeat(), Math.max(50, Math.floor(ctx.leaseMs / 3)));
-      beatTimer.unref?.();
+      stopBeating = setRepeatingTimer(ctx.clock, () => void heartbeat(), Math.max(50, Math.floor(ctx.leaseMs / 3)));
     },
     /** Stops the timers and waits for the heartbeat in flight (the caller leaves membership). */
     async stop() {
-      clearInterval(beatTimer);
+      stopBeating?.();
       clearTimeout(reportTimer);
       await beating?.catch(() => undefined);
     },

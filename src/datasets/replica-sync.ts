@@ -32,46 +32,63 @@ function createStalenessReport(ctx: ReplicaContext, isStale: () => boolean) {
   };
 }
 
+/** Retries a failed read after a jittered exponential backoff, so many replicas do not reconnect in step. */
+function createRetry(ctx: ReplicaContext, retry: () => void) {
+  let failures = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return {
+    failed() {
+      failures++;
+      if (ctx.mode === 'closed' || timer) return;
+      const base = Math.min(2000, 50 * 2 ** Math.min(failures, 6));
+      timer = setTimeout(() => {
+        timer = undefined;
+        retry();
+      }, base / 2 + Math.random() * base);
+      timer.unref?.();
+    },
+    succeeded() {
+      failures = 0;
+    },
+    stop() {
+      clearTimeout(timer);
+    },
+  };
+}
+
 export function createSyncLoop<V>(ctx: ReplicaContext, applier: Applier<V>, hooks: SyncHooks) {
   const { store, logger, clock } = ctx;
   const name = replicaName(ctx);
   const reader = createLogReader(ctx, applier);
   const staleness = createStalenessReport(ctx, hooks.isStale);
+  const retry = createRetry(ctx, () => void requestSync());
   let syncing: Promise<void> | undefined;
   let again = false;
-  let failures = 0;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
 
-  const scheduleRetry = () => {
-    if (ctx.mode === 'closed' || retryTimer) return;
-    // Jittered exponential backoff so many replicas don't reconnect in step.
-    const base = Math.min(2000, 50 * 2 ** Math.min(failures, 6));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void requestSync();
-    }, base / 2 + Math.random() * base);
-    retryTimer.unref?.();
+  /** One read: confirms the replica current, or marks it disconnected and schedules a retry; false when it closed meanwhile. */
+  const readOnce = async (): Promise<boolean> => {
+    try {
+      await reader.catchUp();
+      ctx.lastConfirmedAt = clock.now();
+      retry.succeeded();
+      if (ctx.mode === 'disconnected') ctx.mode = 'live';
+      staleness.confirmed();
+    } catch (error) {
+      if (ctx.mode === 'closed') return false;
+      if (ctx.mode !== 'disconnected') {
+        logger.warn(`${name}: lost contact with the ${store.backend} store at version ${ctx.applied}: ${String(error)}; retrying`);
+        ctx.mode = 'disconnected';
+      }
+      retry.failed();
+    }
+    return true;
   };
 
   const runSync = async () => {
     do {
       again = false;
       const before = `${ctx.applied}@${ctx.generation}`;
-      try {
-        await reader.catchUp();
-        ctx.lastConfirmedAt = clock.now();
-        failures = 0;
-        if (ctx.mode === 'disconnected') ctx.mode = 'live';
-        staleness.confirmed();
-      } catch (error) {
-        if (ctx.mode === 'closed') return;
-        failures++;
-        if (ctx.mode !== 'disconnected') {
-          logger.warn(`${name}: lost contact with the ${store.backend} store at version ${ctx.applied}: ${String(error)}; retrying`);
-          ctx.mode = 'disconnected';
-        }
-        scheduleRetry();
-      }
+      if (!(await readOnce())) return;
       hooks.progressed(before !== `${ctx.applied}@${ctx.generation}`);
     } while (again && ctx.mode !== 'closed');
   };
@@ -111,8 +128,10 @@ export function createSyncLoop<V>(ctx: ReplicaContext, applier: Applier<V>, hook
       void requestSync();
     },
     async stop() {
-      clearTimeout(retryTimer);
+      retry.stop();
       await syncing?.catch(() => undefined);
     },
   };
 }
+
+export type ReplicaSync = ReturnType<typeof createSyncLoop>;

@@ -18,12 +18,12 @@
  * replica-sync.ts (scheduling reads, retries, staleness),
  * replica-membership.ts (heartbeats and votes); this file wires them and owns start and stop.
  */
-import type { Clock } from '../core/clock.js';
+import { setRepeatingTimer, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { isDelete } from './records.js';
 import { createApplier, type Applier } from './replica-apply.js';
 import { createMembership, type ReplicaMembership } from './replica-membership.js';
-import { createSyncLoop } from './replica-sync.js';
+import { createSyncLoop, type ReplicaSync } from './replica-sync.js';
 import type { DatasetStore, EntryOp, JsonValue, LogRecord, Snapshot } from './store.js';
 
 export interface Entry<V> {
@@ -129,6 +129,26 @@ async function loadFirstCopy<V>(ctx: ReplicaContext, applier: Applier<V>, sync: 
   applier.install(snap, false);
 }
 
+/**
+ * The start's second step: watch the store (a wake-up hint is applied directly when it is the next
+ * version, else it asks for a read), read what was written before the watch, join the membership,
+ * and start the catch-up read and the heartbeats.
+ */
+async function goLive(ctx: ReplicaContext, sync: ReplicaSync, membership: ReplicaMembership) {
+  ctx.lastConfirmedAt = ctx.clock.now();
+  ctx.mode = 'live';
+  const unwatch = await ctx.store.watch(ctx.dataset, (hint) => {
+    if (hint && hint.generation === ctx.generation && hint.version <= ctx.applied) return; // already have it
+    if (!hint || !sync.offer(hint, hint.generation)) void sync.requestSync();
+  });
+  await sync.requestSync(); // anything written between the first read and the watch
+  await membership.heartbeat();
+  // The catch-up read and the heartbeats run on the dataset's clock: a virtual clock drives them.
+  const stopCatchUp = setRepeatingTimer(ctx.clock, sync.tick, ctx.catchUpMs);
+  membership.startBeating();
+  return { unwatch, stopCatchUp };
+}
+
 /** The replica's stop: every step runs; failures are logged together. */
 async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<void> }; membership: ReplicaMembership; unwatch?: () => Promise<void> }) {
   const errors: unknown[] = [];
@@ -140,9 +160,9 @@ async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<v
 }
 
 export function createReplica<V>(opts: ReplicaOptions<V>) {
-  const { dataset, store, clock } = opts;
+  const { clock } = opts;
   const ctx: ReplicaContext = { ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: clock.now() };
-  let pollTimer: ReturnType<typeof setInterval> | undefined;
+  let stopCatchUp: (() => void) | undefined;
   let unwatch: (() => Promise<void>) | undefined;
 
   const isStale = () => clock.now() - ctx.lastConfirmedAt > opts.stalenessMs;
@@ -196,17 +216,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     /** `from`: state saved by an earlier run (exportState); resume through the log when it still reaches back. */
     async start(from?: Snapshot): Promise<void> {
       await loadFirstCopy(ctx, applier, sync, from);
-      ctx.lastConfirmedAt = clock.now();
-      ctx.mode = 'live';
-      unwatch = await store.watch(dataset, (hint) => {
-        if (hint && hint.generation === ctx.generation && hint.version <= ctx.applied) return; // already have it
-        if (!hint || !sync.offer(hint, hint.generation)) void sync.requestSync();
-      });
-      await sync.requestSync(); // anything written between the first read and the watch
-      await membership.heartbeat();
-      pollTimer = setInterval(sync.tick, opts.catchUpMs);
-      pollTimer.unref?.();
-      membership.startBeating();
+      ({ unwatch, stopCatchUp } = await goLive(ctx, sync, membership));
     },
 
     /** Resolves once this replica holds `version` in memory (or closed). */
@@ -220,7 +230,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     async stop(): Promise<void> {
       if (ctx.mode === 'closed') return;
       ctx.mode = 'closed';
-      clearInterval(pollTimer);
+      stopCatchUp?.();
       applier.stop();
       settleWaiters();
       await stopParts(ctx, { sync, membership, ...(unwatch ? { unwatch } : {}) });

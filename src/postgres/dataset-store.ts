@@ -14,10 +14,12 @@
 import type pg from 'pg';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
-  appliedOps, checkDatasetName, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
+  appliedOps, checkDatasetName, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
 } from '../datasets/records.js';
-import type { DatasetStore, Membership, ReadResult, Snapshot } from '../datasets/store.js';
-import { createListener } from './dataset-listener.js';
+import type {
+  AppendOptions, Appended, DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot,
+} from '../datasets/store.js';
+import { createListener } from './listener.js';
 import { pgDriver } from './pool.js';
 
 export interface PostgresDatasetStoreOptions {
@@ -40,6 +42,16 @@ export interface PostgresDatasetStoreOptions {
    * can feed replicas data. Turn it off when untrusted clients can reach the server.
    */
   wakeRecords?: boolean;
+}
+
+/** A wake-up's payload: "<dataset>", or "<dataset>\n<version>@<generation>\n<record>" when it carries the record. */
+function parseWakeUp(payload: string, withRecord: boolean): { key: string; hint: LogRecord | undefined } {
+  const a = payload.indexOf('\n');
+  if (a < 0) return { key: payload, hint: undefined };
+  const dataset = payload.slice(0, a);
+  const b = payload.indexOf('\n', a + 1);
+  if (!withRecord || b < 0) return { key: dataset, hint: undefined };
+  return { key: dataset, hint: decodeHint(dataset, payload.slice(a + 1, b), payload.slice(b + 1)) };
 }
 
 /** What queries run on: the pool, or the store's one connection. */
@@ -138,7 +150,8 @@ async function retryCatalogRace<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-export function postgresDatasetStore(options: PostgresDatasetStoreOptions): DatasetStore {
+/** The schema name and connection count, checked: a bad option is a coded error that says which. */
+function checkOptions(options: PostgresDatasetStoreOptions) {
   const schema = options.schema ?? 'switchyard';
   if (!IDENT.test(schema)) {
     throw new SwitchyardError(ErrorCodes.CONFIG, `PostgreSQL schema name ${JSON.stringify(schema)} is not valid.`, {
@@ -156,17 +169,24 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       fix: 'Leave maxConnections out (one connection per process), or pass a whole number such as 4.',
     });
   }
-  const s = `"${schema}"`;
-  const channel = `sy_datasets_${schema}`;
-  let ready: Promise<void> | undefined;
+  return { schema, maxConnections };
+}
+
+/**
+ * Where the store's statements run: with one connection, the listener's client runs every query
+ * one at a time (a transaction is never interleaved with another caller's statements); with a
+ * pool (the caller's, or the store's own of maxConnections), the queries run on the pool beside
+ * the LISTEN client.
+ */
+function openConnections(options: PostgresDatasetStoreOptions, channel: string, maxConnections: number) {
   const ownPool = !options.pool && maxConnections > 1;
   const pool = options.pool ?? (ownPool ? new pgDriver.Pool({ connectionString: options.connectionString, max: maxConnections }) : undefined);
   // An idle client's error (server restart) must not crash the process; the next query reconnects.
   if (ownPool) pool?.on('error', () => undefined);
-
-  const listener = createListener({
+  const wakeRecords = options.wakeRecords ?? true;
+  const listener = createListener<LogRecord>({
     channel,
-    wakeRecords: options.wakeRecords ?? true,
+    parse: (payload) => parseWakeUp(payload, wakeRecords),
     connect: async () => {
       const client = new pgDriver.Client(options.connectionString ? { connectionString: options.connectionString } : pool?.options);
       client.on('error', () => undefined); // a refused or dropped connection is retried, never thrown at the process
@@ -197,9 +217,23 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
     }
   }
 
-  const migrate = () => retryCatalogRace(() => migrateOnce());
+  return {
+    db,
+    transaction,
+    watch: (dataset: string, onWake: (hint?: LogRecord) => void) => listener.add(dataset, onWake),
+    async close() {
+      await listener.close();
+      if (ownPool && pool && !pool.ended) await pool.end();
+    },
+  };
+}
+type Connections = ReturnType<typeof openConnections>;
+
+/** Creates or upgrades the tables and functions, once per store and again when they turn out to be gone. */
+function migration(connections: Connections, schema: string) {
+  const s = `"${schema}"`;
   const migrateOnce = () =>
-    transaction('READ COMMITTED', async (client) => {
+    connections.transaction('READ COMMITTED', async (client) => {
       // Serialise concurrent first starts: CREATE ... IF NOT EXISTS races on the catalog.
       await client.query("SELECT pg_advisory_xact_lock(hashtext('switchyard.datasets'))");
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
@@ -221,8 +255,9 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       await client.query(advanceFunction(s));
       await client.query(appendFunction(s));
     });
+  let ready: Promise<void> | undefined;
   const ensure = () => {
-    ready ??= migrate().catch((error: unknown) => {
+    ready ??= retryCatalogRace(migrateOnce).catch((error: unknown) => {
       ready = undefined; // retry on the next call
       throw error;
     });
@@ -243,21 +278,14 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       return body();
     }
   }
+  return { ensure, run };
+}
+type Migration = ReturnType<typeof migration>;
 
-  async function tx<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
-    return run(() => transaction(isolation, body));
-  }
-
-  const readMeta = async (c: Queryable, dataset: string) => {
-    const row = (await c.query<{ version: string; trimmed: string; generation: string }>(
-      `SELECT version, trimmed_through AS trimmed, generation FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
-    )).rows[0];
-    return { version: Number(row?.version ?? 0), trimmed: Number(row?.trimmed ?? 0), generation: row?.generation ?? '' };
-  };
-
+/** The statements that change the store; the version counter row is locked inside dataset_advance / dataset_append. */
+function writeQueries({ db, transaction }: Connections, { run }: Migration, s: string, channel: string) {
   return {
-    backend: 'postgres',
-    async append(dataset, record, options = {}) {
+    async append(dataset: string, record: NewRecord, options: AppendOptions = {}): Promise<Appended> {
       checkDatasetName(dataset);
       const ops = record.kind === 'abort' ? [] : record.ops;
       try {
@@ -283,16 +311,62 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
         throw error;
       }
     },
-
-    async advance(dataset, floor) {
+    async advance(dataset: string, floor: number) {
       checkDatasetName(dataset);
       const row = (await run(() => db.query<{ o_generation: string; o_head: string }>(
         `SELECT * FROM ${s}.dataset_advance($1, $2, $3)`, [dataset, Math.max(0, Math.floor(floor)), channel],
       ))).rows[0];
       return { generation: String(row?.o_generation), head: Number(row?.o_head ?? 0) };
     },
+    trim: (dataset: string, throughVersion: number) =>
+      run(() => transaction('READ COMMITTED', async (c) => {
+        await c.query(`INSERT INTO ${s}.dataset_meta (dataset, version, trimmed_through, generation) VALUES ($1, 0, 0, ${GENERATION}) ON CONFLICT DO NOTHING`, [dataset]);
+        const row = (await c.query<{ version: string; trimmed: string }>(
+          `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1 FOR UPDATE`, [dataset],
+        )).rows[0];
+        const point = Math.max(Number(row?.trimmed ?? 0), Math.min(throughVersion, Number(row?.version ?? 0)));
+        await c.query(`DELETE FROM ${s}.dataset_log WHERE dataset = $1 AND version <= $2`, [dataset, point]);
+        await c.query(`UPDATE ${s}.dataset_meta SET trimmed_through = $2 WHERE dataset = $1`, [dataset, point]);
+        return point;
+      })),
+  };
+}
 
-    async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
+/** Membership: a report need not survive a crash (the next one comes within lease / 3). */
+function membershipQueries({ db, transaction }: Connections, { run }: Migration, s: string) {
+  return {
+    // Committed without waiting for the WAL flush, so 100 replicas' reports do not queue behind 100 fsyncs.
+    heartbeat: (dataset: string, report: ReplicaReport) =>
+      run(() => transaction('READ COMMITTED', async (c) => {
+        await c.query('SET LOCAL synchronous_commit = off');
+        await c.query(
+          `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
+          [dataset, report.replica, JSON.stringify(report)],
+        );
+      })),
+    async leave(dataset: string, replica: string) {
+      await run(() => db.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
+    },
+    async membership(dataset: string): Promise<Membership> {
+      const row = (await run(() => db.query<{ head: string; generation: string; reports: string[] }>(
+        `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
+                coalesce((SELECT generation FROM ${s}.dataset_meta WHERE dataset = $1), '') AS generation,
+                array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
+        [dataset],
+      ))).rows[0];
+      return {
+        head: Number(row?.head ?? 0),
+        generation: row?.generation ?? '',
+        replicas: (row?.reports ?? []).map((r) => decodeReport(dataset, r)),
+      };
+    },
+  };
+}
+
+/** The reads a replica makes: the log since a version, and a snapshot; each sees one moment of the store. */
+function readQueries({ db, transaction }: Connections, { run }: Migration, s: string) {
+  return {
+    async readSince(dataset: string, afterVersion: number, limit: number): Promise<ReadResult> {
       // One statement, so the trim point, head, generation and records come from one snapshot.
       const rows = (await run(() => db.query<{ trimmed: string; head: string; generation: string; version: string | null; record: string | null }>(
         `SELECT m.trimmed_through AS trimmed, m.version AS head, m.generation, l.version, l.record FROM ${s}.dataset_meta m
@@ -307,65 +381,35 @@ export function postgresDatasetStore(options: PostgresDatasetStoreOptions): Data
       const records = rows.flatMap((r) => (r.version === null || r.record === null ? [] : [decodeRecord(dataset, Number(r.version), r.record)]));
       return { kind: 'records', records, ...at };
     },
-
-    snapshot: (dataset) =>
-      tx('REPEATABLE READ', async (c): Promise<Snapshot> => {
-        const { version, generation } = await readMeta(c, dataset);
+    snapshot: (dataset: string) =>
+      run(() => transaction('REPEATABLE READ', async (c): Promise<Snapshot> => {
+        const meta = (await c.query<{ version: string; generation: string }>(
+          `SELECT version, generation FROM ${s}.dataset_meta WHERE dataset = $1`, [dataset],
+        )).rows[0];
         const rows = (await c.query<{ key: string; value: string; version: string }>(
           `SELECT key, value, version FROM ${s}.dataset_entries WHERE dataset = $1`, [dataset],
         )).rows;
-        return { version, generation, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: Number(r.version) })) };
-      }),
+        const entries = rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: Number(r.version) }));
+        return { version: Number(meta?.version ?? 0), generation: meta?.generation ?? '', entries };
+      })),
+  };
+}
 
+export function postgresDatasetStore(options: PostgresDatasetStoreOptions): DatasetStore {
+  const { schema, maxConnections } = checkOptions(options);
+  const s = `"${schema}"`;
+  const channel = `sy_datasets_${schema}`;
+  const connections = openConnections(options, channel, maxConnections);
+  const migrated = migration(connections, schema);
+  return {
+    backend: 'postgres',
+    ...writeQueries(connections, migrated, s, channel),
+    ...membershipQueries(connections, migrated, s),
+    ...readQueries(connections, migrated, s),
     async watch(dataset, onWake) {
-      await ensure();
-      return listener.add(dataset, onWake);
+      await migrated.ensure();
+      return connections.watch(dataset, onWake);
     },
-
-    // A report need not survive a crash (the next one comes within lease / 3): commit it without
-    // waiting for the WAL flush, so 100 replicas' reports do not queue behind 100 fsyncs.
-    heartbeat: (dataset, report) =>
-      tx('READ COMMITTED', async (c) => {
-        await c.query('SET LOCAL synchronous_commit = off');
-        await c.query(
-          `INSERT INTO ${s}.dataset_replicas VALUES ($1, $2, $3) ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report`,
-          [dataset, report.replica, JSON.stringify(report)],
-        );
-      }),
-
-    async leave(dataset, replica) {
-      await run(() => db.query(`DELETE FROM ${s}.dataset_replicas WHERE dataset = $1 AND replica = $2`, [dataset, replica]));
-    },
-
-    async membership(dataset): Promise<Membership> {
-      const row = (await run(() => db.query<{ head: string; generation: string; reports: string[] }>(
-        `SELECT coalesce((SELECT version FROM ${s}.dataset_meta WHERE dataset = $1), 0) AS head,
-                coalesce((SELECT generation FROM ${s}.dataset_meta WHERE dataset = $1), '') AS generation,
-                array(SELECT report FROM ${s}.dataset_replicas WHERE dataset = $1) AS reports`,
-        [dataset],
-      ))).rows[0];
-      return {
-        head: Number(row?.head ?? 0),
-        generation: row?.generation ?? '',
-        replicas: (row?.reports ?? []).map((r) => decodeReport(dataset, r)),
-      };
-    },
-
-    trim: (dataset, throughVersion) =>
-      tx('READ COMMITTED', async (c) => {
-        await c.query(`INSERT INTO ${s}.dataset_meta (dataset, version, trimmed_through, generation) VALUES ($1, 0, 0, ${GENERATION}) ON CONFLICT DO NOTHING`, [dataset]);
-        const row = (await c.query<{ version: string; trimmed: string }>(
-          `SELECT version, trimmed_through AS trimmed FROM ${s}.dataset_meta WHERE dataset = $1 FOR UPDATE`, [dataset],
-        )).rows[0];
-        const point = Math.max(Number(row?.trimmed ?? 0), Math.min(throughVersion, Number(row?.version ?? 0)));
-        await c.query(`DELETE FROM ${s}.dataset_log WHERE dataset = $1 AND version <= $2`, [dataset, point]);
-        await c.query(`UPDATE ${s}.dataset_meta SET trimmed_through = $2 WHERE dataset = $1`, [dataset, point]);
-        return point;
-      }),
-
-    async close() {
-      await listener.close();
-      if (ownPool && pool && !pool.ended) await pool.end();
-    },
+    close: () => connections.close(),
   };
 }

@@ -18,7 +18,9 @@ import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeHint, decodeRecord, decodeReport, decodeValue, encodeRecord,
   isDelete, newGeneration,
 } from '../datasets/records.js';
-import type { DatasetStore, LogRecord, ReadResult, Snapshot } from '../datasets/store.js';
+import type {
+  AppendOptions, Appended, DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot,
+} from '../datasets/store.js';
 import { loadPeerDependency } from '../core/peer-dependency.js';
 
 const { Redis: RedisClient } = loadPeerDependency<typeof import('ioredis')>('ioredis', 'switchyard/redis');
@@ -111,24 +113,28 @@ redis.call('HSET', KEYS[1], 'trimmed', point)
 return point
 `;
 
-export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetStore {
-  if (!options.client && !options.url) {
-    throw new SwitchyardError(ErrorCodes.CONFIG, 'redisDatasetStore needs a url or a client.', {
-      fix: "Pass { url: 'redis://127.0.0.1:6379' } or { client }.",
-    });
-  }
-  const prefix = options.prefix ?? 'sy';
-  const base: RedisOptions = { maxRetriesPerRequest: 2, lazyConnect: false };
-  const redis = options.client ?? new RedisClient(options.url ?? '', base);
-  const own = !options.client;
-  if (own) redis.on('error', () => undefined); // surfaced through failed commands; ioredis reconnects
-  const keys = (dataset: string) => {
-    checkDatasetName(dataset);
-    const k = `${prefix}:{${dataset}}`;
-    return { meta: `${k}:meta`, entries: `${k}:entries`, log: `${k}:log`, replicas: `${k}:replicas` };
-  };
-  const channel = (dataset: string) => `${prefix}:datasets:wake:${dataset}`;
+type Keys = (dataset: string) => { meta: string; entries: string; log: string; replicas: string };
 
+const metaOf = (fields: (string | null)[] | null | undefined) => ({
+  version: Number(fields?.[0] ?? 0),
+  trimmed: Number(fields?.[1] ?? 0),
+  generation: fields?.[2] ?? '',
+});
+
+/** The results of a MULTI, each command's error thrown. */
+async function execAll(multi: ReturnType<Redis['multi']>): Promise<unknown[]> {
+  const res = await multi.exec();
+  if (!res) throw new Error('redis transaction aborted');
+  for (const [error] of res) if (error) throw error;
+  return res.map(([, value]) => value);
+}
+
+/**
+ * One subscriber connection (duplicated from the command client on first watch) for every
+ * watched dataset. ioredis resubscribes after a reconnect; then every watcher is woken for the
+ * catch-up read.
+ */
+function createWakeups(redis: Redis, channel: (dataset: string) => string, wakeRecords: boolean) {
   let sub: Redis | undefined;
   const watchers = new Map<string, Set<(hint?: LogRecord) => void>>();
   const subscriber = (): Redis => {
@@ -138,11 +144,10 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
     s.on('message', (ch: string, payload: string) => {
       for (const [dataset, set] of watchers) {
         if (channel(dataset) !== ch) continue;
-        const hint = options.wakeRecords === false ? undefined : hintOf(dataset, payload);
+        const hint = wakeRecords ? hintOf(dataset, payload) : undefined;
         for (const wake of set) wake(hint);
       }
     });
-    // ioredis resubscribes after a reconnect; wake everyone for the catch-up read.
     let first = true;
     s.on('ready', () => {
       if (first) first = false;
@@ -151,74 +156,8 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
     sub = s;
     return s;
   };
-
-  const metaOf = (fields: (string | null)[] | null | undefined) => ({
-    version: Number(fields?.[0] ?? 0),
-    trimmed: Number(fields?.[1] ?? 0),
-    generation: fields?.[2] ?? '',
-  });
-
   return {
-    backend: 'redis',
-    async append(dataset, record, options = {}) {
-      const k = keys(dataset);
-      const conditions = new Map(conditionsOf(record).map((c) => [c.key, c.ifVersion]));
-      const ops = record.kind === 'abort' ? [] : record.ops;
-      const apply = appliedOps(record).length > 0 ? '1' : '0';
-      const above = Math.max(0, Math.floor(options.above ?? 0));
-      const args: (string | number)[] = [encodeRecord(record), apply, channel(dataset), dataset, ops.length, above, newGeneration()];
-      for (const op of ops) {
-        args.push(op.key, isDelete(op) ? '1' : '0', op.ifVersion === undefined ? '' : String(op.ifVersion), isDelete(op) ? '' : JSON.stringify(op.value));
-      }
-      const result = (await redis.eval(APPEND, 3, k.meta, k.entries, k.log, ...args)) as [number, string?, number?];
-      if (result[0] === -1) throw conflictError(dataset, String(result[1]), conditions.get(String(result[1])) ?? 0, Number(result[2]));
-      return { version: Number(result[0]), generation: String(result[1]) };
-    },
-
-    async advance(dataset, floor) {
-      const k = keys(dataset);
-      const [generation, head] = (await redis.eval(ADVANCE, 2, k.meta, k.log, Math.max(0, Math.floor(floor)), newGeneration(), channel(dataset))) as [string, number];
-      return { generation: String(generation), head: Number(head) };
-    },
-
-    async readSince(dataset, afterVersion, limit): Promise<ReadResult> {
-      const k = keys(dataset);
-      const res = await redis
-        .multi()
-        .hmget(k.meta, 'version', 'trimmed', 'generation')
-        .xrange(k.log, `${afterVersion + 1}-0`, '+', 'COUNT', limit)
-        .exec();
-      if (!res) throw new Error('redis transaction aborted');
-      const [metaErr, metaVal] = res[0] ?? [];
-      const [logErr, logVal] = res[1] ?? [];
-      if (metaErr || logErr) throw metaErr ?? logErr;
-      const m = metaOf(metaVal as (string | null)[]);
-      const at = { head: m.version, generation: m.generation };
-      if (afterVersion < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
-      const records: LogRecord[] = (logVal as [string, string[]][]).map(([id, fields]) => {
-        const version = Number(id.slice(0, id.indexOf('-')));
-        return decodeRecord(dataset, version, fields[fields.indexOf('r') + 1] ?? '');
-      });
-      return { kind: 'records', records, ...at };
-    },
-
-    async snapshot(dataset): Promise<Snapshot> {
-      const k = keys(dataset);
-      const res = await redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hgetall(k.entries).exec();
-      if (!res) throw new Error('redis transaction aborted');
-      const err = res[0]?.[0] ?? res[1]?.[0];
-      if (err) throw err;
-      const { version, generation } = metaOf(res[0]?.[1] as (string | null)[]);
-      const all = (res[1]?.[1] ?? {}) as Record<string, string>;
-      const entries = Object.entries(all).map(([key, stored]) => {
-        const at = stored.indexOf(':');
-        return { key, version: Number(stored.slice(0, at)), value: decodeValue(dataset, key, stored.slice(at + 1)) };
-      });
-      return { version, generation, entries };
-    },
-
-    async watch(dataset, onWake) {
-      keys(dataset);
+    async watch(dataset: string, onWake: (hint?: LogRecord) => void): Promise<() => Promise<void>> {
       let set = watchers.get(dataset);
       const s = subscriber();
       if (!set) {
@@ -235,39 +174,115 @@ export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetSto
         }
       };
     },
-
-    async heartbeat(dataset, report) {
-      await redis.hset(keys(dataset).replicas, report.replica, JSON.stringify(report));
-    },
-
-    async leave(dataset, replica) {
-      await redis.hdel(keys(dataset).replicas, replica);
-    },
-
-    async membership(dataset) {
-      const k = keys(dataset);
-      const res = await redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hvals(k.replicas).exec();
-      if (!res) throw new Error('redis transaction aborted');
-      const err = res[0]?.[0] ?? res[1]?.[0];
-      if (err) throw err;
-      const m = metaOf(res[0]?.[1] as (string | null)[]);
-      return {
-        head: m.version,
-        generation: m.generation,
-        replicas: ((res[1]?.[1] ?? []) as string[]).map((r) => decodeReport(dataset, r)),
-      };
-    },
-
-    async trim(dataset, throughVersion) {
-      const k = keys(dataset);
-      return Number(await redis.eval(TRIM, 2, k.meta, k.log, Math.max(0, Math.floor(throughVersion))));
-    },
-
-    async close() {
+    close() {
       const s = sub;
       sub = undefined;
       watchers.clear();
       if (s) s.disconnect();
+    },
+  };
+}
+
+/** The writes: each one script or one command, so atomic on the server. */
+function writeCommands(redis: Redis, keys: Keys, channel: (dataset: string) => string) {
+  return {
+    async append(dataset: string, record: NewRecord, options: AppendOptions = {}): Promise<Appended> {
+      const k = keys(dataset);
+      const conditions = new Map(conditionsOf(record).map((c) => [c.key, c.ifVersion]));
+      const ops = record.kind === 'abort' ? [] : record.ops;
+      const apply = appliedOps(record).length > 0 ? '1' : '0';
+      const above = Math.max(0, Math.floor(options.above ?? 0));
+      const args: (string | number)[] = [encodeRecord(record), apply, channel(dataset), dataset, ops.length, above, newGeneration()];
+      for (const op of ops) {
+        args.push(op.key, isDelete(op) ? '1' : '0', op.ifVersion === undefined ? '' : String(op.ifVersion), isDelete(op) ? '' : JSON.stringify(op.value));
+      }
+      const result = (await redis.eval(APPEND, 3, k.meta, k.entries, k.log, ...args)) as [number, string?, number?];
+      if (result[0] === -1) throw conflictError(dataset, String(result[1]), conditions.get(String(result[1])) ?? 0, Number(result[2]));
+      return { version: Number(result[0]), generation: String(result[1]) };
+    },
+    async advance(dataset: string, floor: number) {
+      const k = keys(dataset);
+      const [generation, head] = (await redis.eval(ADVANCE, 2, k.meta, k.log, Math.max(0, Math.floor(floor)), newGeneration(), channel(dataset))) as [string, number];
+      return { generation: String(generation), head: Number(head) };
+    },
+    async trim(dataset: string, throughVersion: number) {
+      const k = keys(dataset);
+      return Number(await redis.eval(TRIM, 2, k.meta, k.log, Math.max(0, Math.floor(throughVersion))));
+    },
+    async heartbeat(dataset: string, report: ReplicaReport) {
+      await redis.hset(keys(dataset).replicas, report.replica, JSON.stringify(report));
+    },
+    async leave(dataset: string, replica: string) {
+      await redis.hdel(keys(dataset).replicas, replica);
+    },
+  };
+}
+
+/** The reads: each one MULTI, so head, generation and data come from one moment. */
+function readCommands(redis: Redis, keys: Keys) {
+  return {
+    async readSince(dataset: string, afterVersion: number, limit: number): Promise<ReadResult> {
+      const k = keys(dataset);
+      const [metaVal, logVal] = await execAll(
+        redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').xrange(k.log, `${afterVersion + 1}-0`, '+', 'COUNT', limit),
+      );
+      const m = metaOf(metaVal as (string | null)[]);
+      const at = { head: m.version, generation: m.generation };
+      if (afterVersion < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
+      const records: LogRecord[] = (logVal as [string, string[]][]).map(([id, fields]) => {
+        const version = Number(id.slice(0, id.indexOf('-')));
+        return decodeRecord(dataset, version, fields[fields.indexOf('r') + 1] ?? '');
+      });
+      return { kind: 'records', records, ...at };
+    },
+    async snapshot(dataset: string): Promise<Snapshot> {
+      const k = keys(dataset);
+      const [metaVal, all] = await execAll(redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hgetall(k.entries));
+      const { version, generation } = metaOf(metaVal as (string | null)[]);
+      const entries = Object.entries((all ?? {}) as Record<string, string>).map(([key, stored]) => {
+        const at = stored.indexOf(':');
+        return { key, version: Number(stored.slice(0, at)), value: decodeValue(dataset, key, stored.slice(at + 1)) };
+      });
+      return { version, generation, entries };
+    },
+    async membership(dataset: string): Promise<Membership> {
+      const k = keys(dataset);
+      const [metaVal, reports] = await execAll(redis.multi().hmget(k.meta, 'version', 'trimmed', 'generation').hvals(k.replicas));
+      const m = metaOf(metaVal as (string | null)[]);
+      return { head: m.version, generation: m.generation, replicas: ((reports ?? []) as string[]).map((r) => decodeReport(dataset, r)) };
+    },
+  };
+}
+
+export function redisDatasetStore(options: RedisDatasetStoreOptions): DatasetStore {
+  if (!options.client && !options.url) {
+    throw new SwitchyardError(ErrorCodes.CONFIG, 'redisDatasetStore needs a url or a client.', {
+      fix: "Pass { url: 'redis://127.0.0.1:6379' } or { client }.",
+    });
+  }
+  const prefix = options.prefix ?? 'sy';
+  const base: RedisOptions = { maxRetriesPerRequest: 2, lazyConnect: false };
+  const redis = options.client ?? new RedisClient(options.url ?? '', base);
+  const own = !options.client;
+  if (own) redis.on('error', () => undefined); // surfaced through failed commands; ioredis reconnects
+  const keys: Keys = (dataset) => {
+    checkDatasetName(dataset);
+    const k = `${prefix}:{${dataset}}`;
+    return { meta: `${k}:meta`, entries: `${k}:entries`, log: `${k}:log`, replicas: `${k}:replicas` };
+  };
+  const channel = (dataset: string) => `${prefix}:datasets:wake:${dataset}`;
+  const wakeups = createWakeups(redis, channel, options.wakeRecords !== false);
+
+  return {
+    backend: 'redis',
+    ...writeCommands(redis, keys, channel),
+    ...readCommands(redis, keys),
+    async watch(dataset, onWake) {
+      keys(dataset);
+      return wakeups.watch(dataset, onWake);
+    },
+    async close() {
+      wakeups.close();
       if (own) await redis.quit().catch(() => redis.disconnect());
     },
   };

@@ -22,7 +22,7 @@ import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
   newGeneration,
 } from '../datasets/records.js';
-import type { DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
+import type { Appended, DatasetStore, LogRecord, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
 
 export interface SqliteDatasetStoreOptions {
   /** Database file; every process that shares the dataset opens the same file. */
@@ -48,7 +48,11 @@ CREATE TABLE IF NOT EXISTS sy_dataset_log (dataset TEXT NOT NULL, version INTEGE
 `;
 const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEXT NOT NULL, replica TEXT NOT NULL, report TEXT NOT NULL, PRIMARY KEY (dataset, replica)) WITHOUT ROWID;`;
 
-export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetStore {
+type Db = Database.Database;
+type Meta = { version: number; trimmed: number; generation: string };
+
+/** The data file: WAL, the chosen durability, the tables migrated; a schema newer than this code is refused. */
+function openDataFile(options: SqliteDatasetStoreOptions): Db {
   const db = new Database(options.path);
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   db.pragma('journal_mode = WAL');
@@ -67,8 +71,11 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
       fix: 'Upgrade Switchyard in this process to the version the other processes use.',
     });
   }
+  return db;
+}
 
-  const q = {
+function prepareStatements(db: Db) {
+  return {
     ensureMeta: db.prepare('INSERT OR IGNORE INTO sy_dataset_meta (dataset, version, trimmed_through, generation) VALUES (?, 0, 0, ?)'),
     meta: db.prepare('SELECT version, trimmed_through AS trimmed, generation FROM sy_dataset_meta WHERE dataset = ?'),
     setGeneration: db.prepare('UPDATE sy_dataset_meta SET generation = ? WHERE dataset = ?'),
@@ -85,71 +92,85 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
     trimLog: db.prepare('DELETE FROM sy_dataset_log WHERE dataset = ? AND version <= ?'),
     setTrimmed: db.prepare('UPDATE sy_dataset_meta SET trimmed_through = ? WHERE dataset = ?'),
   };
-  type Meta = { version: number; trimmed: number; generation: string };
-  // Reads never write (a deferred read upgraded to a write can fail with SQLITE_BUSY_SNAPSHOT).
-  const readMeta = (dataset: string): Meta => (q.meta.get(dataset) as Meta | undefined) ?? { version: 0, trimmed: 0, generation: '' };
-  const meta = (dataset: string): Meta => {
-    q.ensureMeta.run(dataset, newGeneration());
-    return q.meta.get(dataset) as Meta;
-  };
-  /** Inside a write transaction: the generation exists, and head >= floor (a new generation when it was below). */
-  const advance = (dataset: string, floor: number): Meta => {
-    const m = meta(dataset);
-    if (m.version < floor) {
-      const generation = newGeneration();
-      q.restart.run(floor, floor, generation, dataset);
-      q.trimLog.run(dataset, floor);
-      return { version: floor, trimmed: Math.max(m.trimmed, floor), generation };
-    }
-    if (m.generation === '') {
-      const generation = newGeneration();
-      q.setGeneration.run(generation, dataset);
-      return { ...m, generation };
-    }
-    return m;
-  };
+}
+type Statements = ReturnType<typeof prepareStatements>;
 
-  const appendTx = db.transaction((dataset: string, record: NewRecord, above: number): { version: number; generation: string } => {
-    const { version, generation } = advance(dataset, above);
-    for (const c of conditionsOf(record)) {
-      const row = q.entryVersion.get(dataset, c.key) as { version: number } | undefined;
-      const actual = row?.version ?? 0;
-      if (actual !== c.ifVersion) throw conflictError(dataset, c.key, c.ifVersion, actual);
-    }
-    const next = version + 1;
-    for (const op of appliedOps(record)) {
-      if (isDelete(op)) q.deleteEntry.run(dataset, op.key);
-      else q.upsert.run(dataset, op.key, JSON.stringify(op.value), next);
-    }
-    q.insertLog.run(dataset, next, encodeRecord(record));
-    q.setVersion.run(next, dataset);
-    return { version: next, generation };
-  });
-  const advanceTx = db.transaction((dataset: string, floor: number) => {
-    const m = advance(dataset, floor);
-    return { head: m.version, generation: m.generation };
-  });
-  const readTx = db.transaction((dataset: string, after: number, limit: number): ReadResult => {
-    const m = readMeta(dataset);
-    const at = { head: m.version, generation: m.generation };
-    if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
-    const rows = q.readLog.all(dataset, after, limit) as { version: number; record: string }[];
-    const records: LogRecord[] = rows.map((r) => decodeRecord(dataset, r.version, r.record));
-    return { kind: 'records', records, ...at };
-  });
-  const snapshotTx = db.transaction((dataset: string): Snapshot => {
-    const { version, generation } = readMeta(dataset);
-    const rows = q.entries.all(dataset) as { key: string; value: string; version: number }[];
-    return { version, generation, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: r.version })) };
-  });
-  const trimTx = db.transaction((dataset: string, through: number): number => {
-    const m = meta(dataset);
-    const point = Math.max(m.trimmed, Math.min(through, m.version));
-    q.trimLog.run(dataset, point);
-    q.setTrimmed.run(point, dataset);
-    return point;
-  });
+/** Reads never write (a deferred read upgraded to a write can fail with SQLITE_BUSY_SNAPSHOT). */
+const readMeta = (q: Statements, dataset: string): Meta => (q.meta.get(dataset) as Meta | undefined) ?? { version: 0, trimmed: 0, generation: '' };
 
+/** Inside a write transaction: the counter row, created when missing. */
+function ensureMeta(q: Statements, dataset: string): Meta {
+  q.ensureMeta.run(dataset, newGeneration());
+  return q.meta.get(dataset) as Meta;
+}
+
+/** Inside a write transaction: the counter row exists with a generation, and head >= floor (a new generation when it was below). */
+function advanceInTransaction(q: Statements, dataset: string, floor: number): Meta {
+  const m = ensureMeta(q, dataset);
+  if (m.version < floor) {
+    const generation = newGeneration();
+    q.restart.run(floor, floor, generation, dataset);
+    q.trimLog.run(dataset, floor);
+    return { version: floor, trimmed: Math.max(m.trimmed, floor), generation };
+  }
+  if (m.generation === '') {
+    const generation = newGeneration();
+    q.setGeneration.run(generation, dataset);
+    return { ...m, generation };
+  }
+  return m;
+}
+
+/** Every store operation on the data file as one transaction (writes run them IMMEDIATE, reads DEFERRED). */
+function createTransactions(db: Db) {
+  const q = prepareStatements(db);
+  return {
+    append: db.transaction((dataset: string, record: NewRecord, above: number): Appended => {
+      const { version, generation } = advanceInTransaction(q, dataset, above);
+      for (const c of conditionsOf(record)) {
+        const row = q.entryVersion.get(dataset, c.key) as { version: number } | undefined;
+        const actual = row?.version ?? 0;
+        if (actual !== c.ifVersion) throw conflictError(dataset, c.key, c.ifVersion, actual);
+      }
+      const next = version + 1;
+      for (const op of appliedOps(record)) {
+        if (isDelete(op)) q.deleteEntry.run(dataset, op.key);
+        else q.upsert.run(dataset, op.key, JSON.stringify(op.value), next);
+      }
+      q.insertLog.run(dataset, next, encodeRecord(record));
+      q.setVersion.run(next, dataset);
+      return { version: next, generation };
+    }),
+    advance: db.transaction((dataset: string, floor: number) => {
+      const m = advanceInTransaction(q, dataset, floor);
+      return { head: m.version, generation: m.generation };
+    }),
+    read: db.transaction((dataset: string, after: number, limit: number): ReadResult => {
+      const m = readMeta(q, dataset);
+      const at = { head: m.version, generation: m.generation };
+      if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
+      const rows = q.readLog.all(dataset, after, limit) as { version: number; record: string }[];
+      const records: LogRecord[] = rows.map((r) => decodeRecord(dataset, r.version, r.record));
+      return { kind: 'records', records, ...at };
+    }),
+    snapshot: db.transaction((dataset: string): Snapshot => {
+      const { version, generation } = readMeta(q, dataset);
+      const rows = q.entries.all(dataset) as { key: string; value: string; version: number }[];
+      return { version, generation, entries: rows.map((r) => ({ key: r.key, value: decodeValue(dataset, r.key, r.value), version: r.version })) };
+    }),
+    trim: db.transaction((dataset: string, through: number): number => {
+      const m = ensureMeta(q, dataset);
+      const point = Math.max(m.trimmed, Math.min(through, m.version));
+      q.trimLog.run(dataset, point);
+      q.setTrimmed.run(point, dataset);
+      return point;
+    }),
+    readMeta: (dataset: string) => readMeta(q, dataset),
+  };
+}
+
+/** The membership file: heartbeats rewritten often, no fsync, away from the data file's write lock. */
+function openMembershipFile(options: SqliteDatasetStoreOptions) {
   const members = new Database(options.membershipPath ?? (options.path === ':memory:' ? ':memory:' : `${options.path}-members`));
   members.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
   members.pragma('journal_mode = WAL');
@@ -160,35 +181,64 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
   );
   const leave = members.prepare('DELETE FROM sy_dataset_replicas WHERE dataset = ? AND replica = ?');
   const replicas = members.prepare('SELECT report FROM sy_dataset_replicas WHERE dataset = ?');
-  let closed = false;
-  const dataVersion = db.prepare('PRAGMA data_version').pluck();
-  let walWatcher: FSWatcher | undefined;
-  const armWalWatch = () => {
-    if (walWatcher || closed) return;
-    try {
-      walWatcher = watchFile(`${options.path}-wal`, { persistent: false }, (event) => {
-        if (event === 'rename') {
-          // The -wal file was removed or replaced: watch the new one from the next poll tick.
-          walWatcher?.close();
-          walWatcher = undefined;
-        }
-        burst(0);
-      });
-      walWatcher.on('error', () => {
-        walWatcher?.close();
-        walWatcher = undefined; // re-armed by the next poll tick
-      });
-    } catch {
-      walWatcher = undefined; // no -wal file yet; the poll covers it
-    }
+  return {
+    beat: (dataset: string, report: ReplicaReport) => void beat.run(dataset, report.replica, JSON.stringify(report)),
+    leave: (dataset: string, replica: string) => void leave.run(dataset, replica),
+    reports: (dataset: string) => (replicas.all(dataset) as { report: string }[]).map((r) => decodeReport(dataset, r.report)),
+    close: () => members.close(),
   };
+}
+
+/** fs.watch on the -wal file; `armed` is false once it was removed or replaced (or not there yet): arm() again. */
+function watchWalFile(path: string, onEvent: () => void) {
+  let watcher: FSWatcher | undefined;
+  const disarm = () => {
+    watcher?.close();
+    watcher = undefined;
+  };
+  return {
+    get armed() {
+      return watcher !== undefined;
+    },
+    arm() {
+      if (watcher) return;
+      try {
+        watcher = watchFile(`${path}-wal`, { persistent: false }, (event) => {
+          if (event === 'rename') disarm(); // removed or replaced: the caller re-arms on the new one
+          onEvent();
+        });
+        watcher.on('error', disarm);
+      } catch {
+        watcher = undefined; // no -wal file yet
+      }
+    },
+    disarm,
+  };
+}
+
+/**
+ * Wake-ups for commits by other processes: an fs.watch on the -wal file (re-armed by the next poll
+ * tick when the file is replaced) and a poll of `PRAGMA data_version` every pollMs, which changes
+ * when another connection committed. The watch's event arrives before the commit is visible (the
+ * writer still fsyncs and updates the shared-memory index, which fires no event), so an event
+ * re-checks a few times briefly.
+ */
+function createWalWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const watchers = new Set<() => void>();
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  const wal = watchWalFile(options.path, () => burst(0));
   let pollTimer: ReturnType<typeof setInterval> | undefined;
+  let burstTimer: ReturnType<typeof setTimeout> | undefined;
   let lastDataVersion = 0;
+  let closed = false;
+
+  const wakeAll = () => {
+    for (const wake of watchers) wake();
+  };
   /** True when another connection committed since the last check (and wakes the watchers). */
   const poll = (): boolean => {
     if (closed) return false;
-    if (!walWatcher && watchers.size > 0) armWalWatch();
+    if (!wal.armed && watchers.size > 0) wal.arm();
     let current: number;
     try {
       current = dataVersion.get() as number;
@@ -197,12 +247,9 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
     }
     if (current === lastDataVersion) return false;
     lastDataVersion = current;
-    for (const wake of watchers) wake();
+    wakeAll();
     return true;
   };
-  // The -wal write event arrives before the commit is visible (the writer still fsyncs and then
-  // updates the shared-memory index, which fires no event), so re-check a few times briefly.
-  let burstTimer: ReturnType<typeof setTimeout> | undefined;
   const burst = (attempt: number) => {
     if (attempt === 0 && burstTimer) return;
     burstTimer = undefined;
@@ -212,65 +259,81 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
   };
 
   return {
-    backend: 'sqlite',
-    async append(dataset, record, options = {}) {
-      checkDatasetName(dataset);
-      const appended = appendTx.immediate(dataset, record, Math.max(0, Math.floor(options.above ?? 0)));
-      // Our own commit does not change our data_version: wake local watchers directly.
-      for (const wake of watchers) wake();
-      return appended;
-    },
-    async advance(dataset, floor) {
-      checkDatasetName(dataset);
-      const result = advanceTx.immediate(dataset, Math.max(0, Math.floor(floor)));
-      for (const wake of watchers) wake();
-      return result;
-    },
-    async readSince(dataset, afterVersion, limit) {
-      return readTx.deferred(dataset, afterVersion, limit);
-    },
-    async snapshot(dataset) {
-      return snapshotTx.deferred(dataset);
-    },
-    async watch(_dataset, onWake) {
-      const wake = () => onWake(); // no payload: replicas read the log
-      watchers.add(wake);
+    /** Our own commit does not change our data_version: the writer wakes local watchers directly. */
+    wakeAll,
+    watch(onWake: () => void): () => Promise<void> {
+      watchers.add(onWake);
       if (!pollTimer) {
         lastDataVersion = dataVersion.get() as number;
         pollTimer = setInterval(() => void poll(), options.pollMs ?? 20);
         pollTimer.unref?.();
       }
       return async () => {
-        watchers.delete(wake);
+        watchers.delete(onWake);
         if (watchers.size === 0 && pollTimer) {
           clearInterval(pollTimer);
           pollTimer = undefined;
-          walWatcher?.close();
-          walWatcher = undefined;
+          wal.disarm();
         }
       };
     },
-    async heartbeat(dataset, report: ReplicaReport) {
-      beat.run(dataset, report.replica, JSON.stringify(report));
+    close() {
+      closed = true;
+      clearInterval(pollTimer);
+      clearTimeout(burstTimer);
+      wal.disarm();
+      watchers.clear();
+    },
+  };
+}
+
+export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetStore {
+  const db = openDataFile(options);
+  const tx = createTransactions(db);
+  const members = openMembershipFile(options);
+  const wakeups = createWalWakeups(db, options);
+  let closed = false;
+
+  return {
+    backend: 'sqlite',
+    async append(dataset, record, options = {}) {
+      checkDatasetName(dataset);
+      const appended = tx.append.immediate(dataset, record, Math.max(0, Math.floor(options.above ?? 0)));
+      wakeups.wakeAll();
+      return appended;
+    },
+    async advance(dataset, floor) {
+      checkDatasetName(dataset);
+      const result = tx.advance.immediate(dataset, Math.max(0, Math.floor(floor)));
+      wakeups.wakeAll();
+      return result;
+    },
+    async readSince(dataset, afterVersion, limit) {
+      return tx.read.deferred(dataset, afterVersion, limit);
+    },
+    async snapshot(dataset) {
+      return tx.snapshot.deferred(dataset);
+    },
+    async watch(_dataset, onWake) {
+      return wakeups.watch(() => onWake());
+    },
+    async heartbeat(dataset, report) {
+      members.beat(dataset, report);
     },
     async leave(dataset, replica) {
-      leave.run(dataset, replica);
+      members.leave(dataset, replica);
     },
     async membership(dataset) {
-      const { version: head, generation } = readMeta(dataset);
-      const rows = replicas.all(dataset) as { report: string }[];
-      return { head, generation, replicas: rows.map((r) => decodeReport(dataset, r.report)) };
+      const { version: head, generation } = tx.readMeta(dataset);
+      return { head, generation, replicas: members.reports(dataset) };
     },
     async trim(dataset, throughVersion) {
-      return trimTx.immediate(dataset, throughVersion);
+      return tx.trim.immediate(dataset, throughVersion);
     },
     async close() {
       if (closed) return;
       closed = true;
-      if (pollTimer) clearInterval(pollTimer);
-      clearTimeout(burstTimer);
-      walWatcher?.close();
-      watchers.clear();
+      wakeups.close();
       members.close();
       db.close();
     },

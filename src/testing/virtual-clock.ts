@@ -1,13 +1,23 @@
 /**
  * Virtual time for the test bus: the endpoints, the transport's visibility and leases read this
  * clock, and only the test moves it (`bus.advance('10m')`), so a 30 s delayed retry or a message
- * deferred by an hour is delivered in milliseconds of wall time.
+ * deferred by an hour is delivered in milliseconds of wall time. Timers set on it (datasets'
+ * heartbeats and catch-up reads) fire as it moves, in due order.
  */
-import { systemClock, type Clock } from '../core/clock.js';
+import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
+
+interface VirtualTimer {
+  readonly dueAt: number;
+  /** Creation order: timers due at the same time fire in the order they were set. */
+  readonly seq: number;
+  readonly fn: () => void;
+}
 
 export class VirtualClock implements Clock {
   #now: number;
+  readonly #timers = new Set<VirtualTimer>();
+  #seq = 0;
 
   /** Starts at `start` (default: the real time now, so `new Date()` in a test is close to it). */
   constructor(start: number = systemClock.now()) {
@@ -18,9 +28,36 @@ export class VirtualClock implements Clock {
     return this.#now;
   }
 
-  /** Moves to `at`; time never goes back. */
+  /** A timer on virtual time: it fires when moveTo (bus.advance) passes its due time, never by itself. */
+  setTimer(fn: () => void, ms: number): TimerHandle {
+    const timer: VirtualTimer = { dueAt: this.#now + Math.max(1, Number.isFinite(ms) ? ms : 1), seq: this.#seq++, fn };
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  clearTimer(handle: TimerHandle): void {
+    this.#timers.delete(handle as VirtualTimer);
+  }
+
+  /** When the earliest pending timer is due, if any. */
+  nextTimerAt(): number | undefined {
+    return this.#earliest()?.dueAt;
+  }
+
+  /** Moves to `at`, firing the timers due by then in due order, each at its own due time; time never goes back. */
   moveTo(at: number): void {
+    for (let timer = this.#earliest(); timer && timer.dueAt <= at; timer = this.#earliest()) {
+      this.#timers.delete(timer);
+      if (timer.dueAt > this.#now) this.#now = timer.dueAt;
+      timer.fn();
+    }
     if (at > this.#now) this.#now = at;
+  }
+
+  #earliest(): VirtualTimer | undefined {
+    let first: VirtualTimer | undefined;
+    for (const t of this.#timers) if (!first || t.dueAt < first.dueAt || (t.dueAt === first.dueAt && t.seq < first.seq)) first = t;
+    return first;
   }
 }
 

@@ -13,14 +13,6 @@ import { describe, expect, it } from 'vitest';
 const MAX_LINES = 80;
 const root = path.resolve('src');
 const KNOWN = new Set<string>([
-  'datasets/dataset.ts:openDataset',
-  'datasets/replica-sync.ts:createSyncLoop',
-  'datasets/replica.ts:createReplica',
-  'postgres/listener.ts:createListener',
-  'postgres/dataset-listener.ts:createListener',
-  'postgres/dataset-store.ts:postgresDatasetStore',
-  'redis/dataset-store.ts:redisDatasetStore',
-  'sqlite/dataset-store.ts:sqliteDatasetStore',
   'sqlite/distributor-store.ts:sqliteDistributorStore',
 ]);
 

@@ -23,12 +23,13 @@ const examples = [...page.matchAll(/^## (.+)$|^```ts\n([\s\S]*?)^```$/gm)].reduc
 function runnable(code: string): string {
   return code
     .replace(/from 'switchyard\/testing'/g, `from '${pathToFileURL(path.join(src, 'testing/index.ts')).href}'`)
+    .replace(/from 'switchyard\/sqlite'/g, `from '${pathToFileURL(path.join(src, 'sqlite/index.ts')).href}'`)
     .replace(/from 'switchyard'/g, `from '${pathToFileURL(path.join(src, 'index.ts')).href}'`);
 }
 
 describe('docs/testing.md', () => {
   it('has the examples it promises', () => {
-    expect(examples.map((e) => e.heading)).toEqual(['Testing a handler', 'A cascade across endpoints', 'Retries and the error queue', 'Deferred messages and timeouts']);
+    expect(examples.map((e) => e.heading)).toEqual(['Testing a handler', 'A cascade across endpoints', 'Retries and the error queue', 'Deferred messages and timeouts', 'Datasets on virtual time']);
   });
 
   it.each(examples.map((e, i) => [e.heading, i] as const))('runs the example under "%s"', async (_heading, i) => {
