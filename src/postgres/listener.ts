@@ -92,8 +92,13 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
     retryTimer.unref?.();
   };
 
-  /** Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. */
+  /**
+   * Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. A query that
+   * found no client may have reconnected before the backoff timer fired: then the timer finds a
+   * client and opens none (a second one would be left open, never ended).
+   */
   const open = async () => {
+    if (client) return;
     const c = await options.connect();
     if (closed) return void (await c.end().catch(() => undefined));
     await listenOn(c, options, watchers, (error) => {
@@ -103,6 +108,8 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
       failed(error ?? new Error('the connection ended'));
     });
     client = c;
+    clearTimeout(retryTimer);
+    retryTimer = undefined;
     const reconnected = failures > 0;
     failures = 0;
     if (reconnected) watchers.wakeAll();
