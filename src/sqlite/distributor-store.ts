@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
-import { fencedError, type DistributorStore } from '../scaleout/distributor-store.js';
+import { fencedError, type DistributorStore, type OwnershipClaim, type StoredDistributorState } from '../scaleout/distributor-store.js';
 import { GroupCommitter, migrate, openDatabase } from './database.js';
 import type { SqliteOptions, Synchronous } from './options.js';
 
@@ -64,27 +64,72 @@ interface SlotRow {
   message_id: string | null;
 }
 
+/** Every statement the store runs, prepared once per connection. */
+function prepare(d: Database.Database) {
+  return {
+    workers: d.prepare('SELECT address, session, capacity, status, last_seen FROM sy_distributor_workers WHERE endpoint = ?'),
+    slots: d.prepare('SELECT id, worker, session, seq, message_id FROM sy_distributor_slots WHERE endpoint = ?'),
+    putWorker: d.prepare(`INSERT INTO sy_distributor_workers (endpoint, address, session, capacity, status, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (endpoint, address) DO UPDATE SET session = excluded.session, capacity = excluded.capacity, status = excluded.status, last_seen = excluded.last_seen`),
+    dropSlots: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND worker = ?'),
+    putSlot: d.prepare(`INSERT INTO sy_distributor_slots (endpoint, id, worker, session, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT (endpoint, id) DO UPDATE SET message_id = excluded.message_id`),
+    deleteSlot: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND id = ?'),
+    owner: d.prepare('SELECT owner, epoch, until FROM sy_distributor_owner WHERE endpoint = ?'),
+    putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, epoch, until) VALUES (?, ?, ?, ?)
+      ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, until = excluded.until`),
+    renewOwner: d.prepare('UPDATE sy_distributor_owner SET until = ? WHERE endpoint = ? AND owner = ? AND epoch = ?'),
+  };
+}
+type Statements = ReturnType<typeof prepare>;
+
+/** One state change, inside the save's transaction. */
+function applyChange(statements: Statements, endpoint: string, change: StateChange): void {
+  switch (change.kind) {
+    case 'put-worker': {
+      const w = change.worker;
+      statements.putWorker.run(endpoint, w.address, w.session, w.capacity, w.status, w.lastSeen);
+      return;
+    }
+    case 'drop-slots':
+      statements.dropSlots.run(endpoint, change.worker);
+      return;
+    case 'put-slot': {
+      const s = change.slot;
+      statements.putSlot.run(endpoint, s.id, s.worker, s.session, s.seq, s.messageId);
+      return;
+    }
+    case 'delete-slot':
+      statements.deleteSlot.run(endpoint, change.slot);
+      return;
+  }
+}
+
+/** What `load` returns: the stored rows as records. */
+function readState(statements: Statements, endpoint: string): StoredDistributorState {
+  const workers = (statements.workers.all(endpoint) as WorkerRow[]).map(
+    (r): WorkerRecord => ({ address: r.address, session: r.session, capacity: r.capacity, status: r.status as WorkerStatus, lastSeen: r.last_seen }),
+  );
+  const slots = (statements.slots.all(endpoint) as SlotRow[]).map(
+    (r): SlotRecord => ({ id: r.id, worker: r.worker, session: r.session, seq: r.seq, messageId: r.message_id }),
+  );
+  return { workers, slots };
+}
+
+/** The claim's transaction: the lease is free or expired on this machine's clock -> a new epoch. */
+function claimIn(statements: Statements, endpoint: string, owner: string, leaseMs: number): OwnershipClaim {
+  const now = Date.now();
+  const current = statements.owner.get(endpoint) as OwnerRow | undefined;
+  if (current && current.until > now) return { acquired: false, holder: current.owner, until: current.until };
+  const epoch = (current?.epoch ?? 0) + 1;
+  statements.putOwner.run(endpoint, owner, epoch, now + leaseMs);
+  return { acquired: true, fence: { owner, epoch } };
+}
+
 export function sqliteDistributorStore(options: SqliteOptions): DistributorStore {
   let db: Database.Database | undefined;
   let committer: GroupCommitter;
-  let statements: ReturnType<typeof prepare>;
-
-  function prepare(d: Database.Database) {
-    return {
-      workers: d.prepare('SELECT address, session, capacity, status, last_seen FROM sy_distributor_workers WHERE endpoint = ?'),
-      slots: d.prepare('SELECT id, worker, session, seq, message_id FROM sy_distributor_slots WHERE endpoint = ?'),
-      putWorker: d.prepare(`INSERT INTO sy_distributor_workers (endpoint, address, session, capacity, status, last_seen) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (endpoint, address) DO UPDATE SET session = excluded.session, capacity = excluded.capacity, status = excluded.status, last_seen = excluded.last_seen`),
-      dropSlots: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND worker = ?'),
-      putSlot: d.prepare(`INSERT INTO sy_distributor_slots (endpoint, id, worker, session, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)
-        ON CONFLICT (endpoint, id) DO UPDATE SET message_id = excluded.message_id`),
-      deleteSlot: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND id = ?'),
-      owner: d.prepare('SELECT owner, epoch, until FROM sy_distributor_owner WHERE endpoint = ?'),
-      putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, epoch, until) VALUES (?, ?, ?, ?)
-        ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, until = excluded.until`),
-      renewOwner: d.prepare('UPDATE sy_distributor_owner SET until = ? WHERE endpoint = ? AND owner = ? AND epoch = ?'),
-    };
-  }
+  let statements: Statements;
 
   const opened = () => {
     if (!db) {
@@ -93,27 +138,6 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       });
     }
     return db;
-  };
-
-  const apply = (endpoint: string, change: StateChange) => {
-    switch (change.kind) {
-      case 'put-worker': {
-        const w = change.worker;
-        statements.putWorker.run(endpoint, w.address, w.session, w.capacity, w.status, w.lastSeen);
-        return;
-      }
-      case 'drop-slots':
-        statements.dropSlots.run(endpoint, change.worker);
-        return;
-      case 'put-slot': {
-        const s = change.slot;
-        statements.putSlot.run(endpoint, s.id, s.worker, s.session, s.seq, s.messageId);
-        return;
-      }
-      case 'delete-slot':
-        statements.deleteSlot.run(endpoint, change.slot);
-        return;
-    }
   };
 
   return {
@@ -127,32 +151,19 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
     },
     async load(endpoint) {
       opened();
-      const workers = (statements.workers.all(endpoint) as WorkerRow[]).map(
-        (r): WorkerRecord => ({ address: r.address, session: r.session, capacity: r.capacity, status: r.status as WorkerStatus, lastSeen: r.last_seen }),
-      );
-      const slots = (statements.slots.all(endpoint) as SlotRow[]).map(
-        (r): SlotRecord => ({ id: r.id, worker: r.worker, session: r.session, seq: r.seq, messageId: r.message_id }),
-      );
-      return { workers, slots };
+      return readState(statements, endpoint);
     },
     async save(endpoint, fence, changes) {
       opened();
       await committer.run(() => {
         const current = statements.owner.get(endpoint) as OwnerRow | undefined;
         if (current?.owner !== fence.owner || current.epoch !== fence.epoch) throw fencedError(endpoint, fence, current?.owner);
-        for (const change of changes) apply(endpoint, change);
+        for (const change of changes) applyChange(statements, endpoint, change);
       });
     },
     async claimOwnership(endpoint, owner, leaseMs) {
       opened();
-      return committer.run(() => {
-        const now = Date.now();
-        const current = statements.owner.get(endpoint) as OwnerRow | undefined;
-        if (current && current.until > now) return { acquired: false, holder: current.owner, until: current.until };
-        const epoch = (current?.epoch ?? 0) + 1;
-        statements.putOwner.run(endpoint, owner, epoch, now + leaseMs);
-        return { acquired: true, fence: { owner, epoch } };
-      });
+      return committer.run(() => claimIn(statements, endpoint, owner, leaseMs));
     },
     async renewOwnership(endpoint, fence, leaseMs) {
       opened();

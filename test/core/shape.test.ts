@@ -21,7 +21,6 @@ const KNOWN = new Set<string>([
   'postgres/dataset-store.ts:postgresDatasetStore',
   'redis/dataset-store.ts:redisDatasetStore',
   'sqlite/dataset-store.ts:sqliteDatasetStore',
-  'sqlite/distributor-store.ts:sqliteDistributorStore',
 ]);
 
 function files(dir: string): string[] {
