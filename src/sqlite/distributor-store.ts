@@ -6,9 +6,11 @@
 import type Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { SlotRecord, StateChange, WorkerRecord, WorkerStatus } from '../scaleout/distributor-state.js';
-import { fencedError, type DistributorStore, type OwnershipClaim, type StoredDistributorState } from '../scaleout/distributor-store.js';
+import { fencedError, type DistributorStore, type OwnershipClaim, type OwnershipFence, type StoredDistributorState } from '../scaleout/distributor-store.js';
 import { GroupCommitter, migrate, openDatabase } from './database.js';
+import { SqliteUnitOfWork, StatementCache, type SqliteConnection } from './session.js';
 import type { SqliteOptions, Synchronous } from './options.js';
+import type { StorageSession } from '../core/transport.js';
 
 /**
  * The durability a distributor process's own connections (its transport and this store) need:
@@ -64,8 +66,8 @@ interface SlotRow {
   message_id: string | null;
 }
 
-/** Every statement the store runs, prepared once per connection. */
-function prepare(d: Database.Database) {
+/** Every statement the store runs, prepared once per connection (its own, or the transport's for a forward's writes). */
+function prepare(d: SqliteConnection) {
   return {
     workers: d.prepare('SELECT address, session, capacity, status, last_seen FROM sy_distributor_workers WHERE endpoint = ?'),
     slots: d.prepare('SELECT id, worker, session, seq, message_id FROM sy_distributor_slots WHERE endpoint = ?'),
@@ -75,7 +77,7 @@ function prepare(d: Database.Database) {
     putSlot: d.prepare(`INSERT INTO sy_distributor_slots (endpoint, id, worker, session, seq, message_id) VALUES (?, ?, ?, ?, ?, ?)
       ON CONFLICT (endpoint, id) DO UPDATE SET message_id = excluded.message_id`),
     deleteSlot: d.prepare('DELETE FROM sy_distributor_slots WHERE endpoint = ? AND id = ?'),
-    owner: d.prepare('SELECT owner, epoch, until FROM sy_distributor_owner WHERE endpoint = ?'),
+    owner: d.prepare(OWNER),
     putOwner: d.prepare(`INSERT INTO sy_distributor_owner (endpoint, owner, epoch, until) VALUES (?, ?, ?, ?)
       ON CONFLICT (endpoint) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, until = excluded.until`),
     renewOwner: d.prepare('UPDATE sy_distributor_owner SET until = ? WHERE endpoint = ? AND owner = ? AND epoch = ?'),
@@ -116,6 +118,29 @@ function readState(statements: Statements, endpoint: string): StoredDistributorS
   return { workers, slots };
 }
 
+const MAIN_FILE = "SELECT file FROM pragma_database_list WHERE name = 'main'";
+const OWNER = 'SELECT owner, epoch, until FROM sy_distributor_owner WHERE endpoint = ?';
+
+/** Statements on the transport connections whose transactions a save rode (one per transport). */
+const alongsideStatements = new WeakMap<SqliteConnection, Statements>();
+
+/**
+ * A fenced save inside another connection's transaction on the same file (the forward's): the
+ * fence is read there and then, under that transaction's write lock, and the changes are queued
+ * to run right after, before the forward's own writes.
+ */
+function saveOn(session: SqliteUnitOfWork, file: string, endpoint: string, fence: OwnershipFence, changes: readonly StateChange[]): boolean {
+  if (session.query<{ file: string }>(MAIN_FILE)[0]?.file !== file) return false;
+  const current = session.query<OwnerRow>(OWNER, endpoint)[0];
+  if (current?.owner !== fence.owner || current.epoch !== fence.epoch) throw fencedError(endpoint, fence, current?.owner);
+  session.write((db) => {
+    let statements = alongsideStatements.get(db);
+    if (!statements) alongsideStatements.set(db, (statements = prepare(db)));
+    for (const change of changes) applyChange(statements, endpoint, change);
+  });
+  return true;
+}
+
 /** The claim's transaction: the lease is free or expired on this machine's clock -> a new epoch. */
 function claimIn(statements: Statements, endpoint: string, owner: string, leaseMs: number): OwnershipClaim {
   const now = Date.now();
@@ -130,6 +155,7 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
   let db: Database.Database | undefined;
   let committer: GroupCommitter;
   let statements: Statements;
+  let file = '';
 
   const opened = () => {
     if (!db) {
@@ -145,7 +171,8 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
       if (db) return;
       const d = openDatabase(options);
       migrate(d, 'distributor', MIGRATIONS);
-      statements = prepare(d);
+      statements = prepare(new StatementCache(d));
+      file = d.prepare(MAIN_FILE).pluck().get() as string;
       committer = new GroupCommitter(d, options.busyTimeoutMs, options.synchronous);
       db = d;
     },
@@ -160,6 +187,10 @@ export function sqliteDistributorStore(options: SqliteOptions): DistributorStore
         if (current?.owner !== fence.owner || current.epoch !== fence.epoch) throw fencedError(endpoint, fence, current?.owner);
         for (const change of changes) applyChange(statements, endpoint, change);
       });
+    },
+    saveAlongside(session: StorageSession, endpoint, fence, changes) {
+      opened();
+      return session instanceof SqliteUnitOfWork && saveOn(session, file, endpoint, fence, changes);
     },
     async claimOwnership(endpoint, owner, leaseMs) {
       opened();

@@ -2,7 +2,7 @@
  * How the test bus settles: it looks at every queue (error queues excepted) through the
  * transport's admin and at the receipts its handlers hold. Settled means: nothing in flight and
  * nothing due, twice in a row a turn of the event loop apart (a handler's last send is seen).
- * Advancing moves the virtual clock to the next due message, settles, and repeats up to the target.
+ * Advancing moves the virtual clock to the next due message or clock timer, settles, and repeats up to the target.
  */
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
@@ -69,14 +69,23 @@ async function settleNow(view: BusView): Promise<IdleReport> {
   }
 }
 
+/** The next due message or clock timer, whichever is first. */
+function nextDue(view: BusView, report: IdleReport): number | undefined {
+  const message = report.scheduled[0]?.dueAt;
+  const timer = view.clock.nextTimerAt();
+  return message === undefined ? timer : timer === undefined ? message : Math.min(message, timer);
+}
+
 /** Settles what is due now; with `until`, moves the clock there, delivering what falls due on the way, in due order. */
 export async function settleBus(view: BusView, until?: number): Promise<IdleReport> {
   let report = await settleNow(view);
   if (until === undefined) return report;
-  for (let next = report.scheduled[0]?.dueAt; next !== undefined && next <= until; next = report.scheduled[0]?.dueAt) {
+  for (let next = nextDue(view, report); next !== undefined && next <= until; next = nextDue(view, report)) {
     view.clock.moveTo(next);
+    await view.clock.timersSettled();
     report = await settleNow(view);
   }
   view.clock.moveTo(until);
+  await view.clock.timersSettled();
   return settleNow(view);
 }
