@@ -10,6 +10,13 @@
  * warm-up, each result is the median of 5 rounds (for the overhead, direct and through alternate),
  * so one slow round on the 2 shared cores does not decide it either way.
  *
+ * CPU per message: before and after each round every process of the rig reports the CPU it used
+ * so far (SIGUSR2, test/distributor/fixtures/roles.ts); the sum over the rounds of the
+ * distributor's and the workers' CPU, divided by the messages handled, is the rig's CPU per
+ * message. The sender (this process) is counted apart: it also polls for the handled counts.
+ * Ready messages per handled message come from the distributor's counts in the same samples.
+ * Idle CPU: after the warm-up, the CPU each process of the through rig uses in one idle second.
+ *
  * The overhead's latency is a separate run on both rigs: one message at a time at a fixed offered
  * rate well below either capacity, each timed from its scheduled send to its handling in the worker.
  */
@@ -68,9 +75,58 @@ function reportedLatencies(workers: RoleProcess[]): number[] {
   return workers.flatMap((w) => w.reports.flatMap((r) => (Array.isArray(r.latencies) ? (r.latencies as number[]) : [])));
 }
 
+/** CPU used so far (ms) by the rig's processes and this one, and the ready messages the distributor took. */
+interface CpuReading {
+  distributorMs: number;
+  workersMs: number;
+  senderMs: number;
+  readies: number;
+}
+
+async function readCpu(distributor: RoleProcess[], workers: RoleProcess[]): Promise<CpuReading> {
+  const [d, ...w] = await Promise.all([...distributor, ...workers].map((p) => p.sample()));
+  const { user, system } = process.cpuUsage();
+  const sum = (reports: typeof w) => reports.reduce((total, r) => total + Number(r.cpuMs), 0);
+  if (distributor.length === 0) return { distributorMs: 0, workersMs: sum([d!, ...w]), senderMs: (user + system) / 1000, readies: 0 };
+  return { distributorMs: Number(d!.cpuMs), workersMs: sum(w), senderMs: (user + system) / 1000, readies: Number(d!.readies) };
+}
+
+/** Sums the CPU of rounds: add(before, after) per round, then per message. */
+class CpuAccount {
+  private total: CpuReading = { distributorMs: 0, workersMs: 0, senderMs: 0, readies: 0 };
+  private messages = 0;
+
+  add(before: CpuReading, after: CpuReading, messages: number): void {
+    this.total = {
+      distributorMs: this.total.distributorMs + after.distributorMs - before.distributorMs,
+      workersMs: this.total.workersMs + after.workersMs - before.workersMs,
+      senderMs: this.total.senderMs + after.senderMs - before.senderMs,
+      readies: this.total.readies + after.readies - before.readies,
+    };
+    this.messages += messages;
+  }
+
+  /** Per handled message: ms of CPU (distributor + workers, the sender apart) and ready messages. */
+  perMessage(): { cpuMs: number; distributorCpuMs: number; workersCpuMs: number; senderCpuMs: number; readies: number } {
+    const per = (x: number) => x / this.messages;
+    const { distributorMs, workersMs, senderMs, readies } = this.total;
+    return { cpuMs: per(distributorMs + workersMs), distributorCpuMs: per(distributorMs), workersCpuMs: per(workersMs), senderCpuMs: per(senderMs), readies: per(readies) };
+  }
+}
+
+const shownCpu = (p: ReturnType<CpuAccount['perMessage']>) =>
+  `${p.cpuMs.toFixed(3)} ms CPU/msg (distributor ${p.distributorCpuMs.toFixed(3)}, workers ${p.workersCpuMs.toFixed(3)}; sender ${p.senderCpuMs.toFixed(3)})`;
+
+const round3 = (x: number) => Number(x.toFixed(3));
+
 interface Rig {
   transport: Transport;
+  distributor: RoleProcess[];
   workers: RoleProcess[];
+  /** CPU so far of every process (see CpuAccount). */
+  cpu(): Promise<CpuReading>;
+  /** CPU per second each process uses while nothing is sent: { distributor, workers } ms/s. */
+  idleCpu(): Promise<{ distributorMsPerSec: number; workersMsPerSec: number }>;
   /** Sends `messages` to `destination` and returns messages per second until all are handled. */
   drain(destination: string, messages: number): Promise<number>;
   /** Sends `messages` one at a time at `ratePerSec`; returns each one's latency, ascending. */
@@ -92,7 +148,7 @@ async function rig(options: RigOptions): Promise<Rig> {
   const { endpoint, concurrency, capacity, delayMs } = options;
   const dir = mkdtempSync(path.join(tmpdir(), 'sy-bench-dist-'));
   const db = path.join(dir, 'bench.db');
-  const distributor = options.distributor ? await started([spawnRole('distributor', { db, endpoint, workerTimeoutMs: 30_000, leaseMs: 30_000 })]) : [];
+  const distributor = options.distributor ? await started([spawnRole('distributor', { db, endpoint, workerTimeoutMs: 30_000, leaseMs: 30_000, statusEveryMs: 0 })]) : [];
   const workers = Array.from({ length: options.workers }, (_, i) =>
     spawnRole('worker', { db, endpoint, discriminator: `w${i + 1}`, concurrency, capacity, delayMs, countOnly: true, heartbeatMs: 2000, standalone: !options.distributor }),
   );
@@ -108,7 +164,17 @@ async function rig(options: RigOptions): Promise<Rig> {
   let base = 0;
   return {
     transport,
+    distributor,
     workers,
+    cpu: () => readCpu(distributor, workers),
+    async idleCpu() {
+      // The second idle second: the first one still finishes the warm-up's settlements and timers.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const before = await readCpu(distributor, workers);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const after = await readCpu(distributor, workers);
+      return { distributorMsPerSec: after.distributorMs - before.distributorMs, workersMsPerSec: after.workersMs - before.workersMs };
+    },
     async drain(destination, messages) {
       const before = handledCount(workers);
       const startedAt = performance.now();
@@ -148,9 +214,15 @@ const suite: BenchSuite = {
       try {
         await r.drain('BenchWork', Math.round(messages / 5)); // warm-up
         const rates: number[] = [];
-        for (let round = 0; round < ROUNDS; round++) rates.push(await r.drain('BenchWork', messages));
+        const account = new CpuAccount();
+        for (let round = 0; round < ROUNDS; round++) {
+          const before = await r.cpu();
+          rates.push(await r.drain('BenchWork', messages));
+          account.add(before, await r.cpu(), messages);
+        }
         const rate = median(rates);
-        log(`${name}: ${rates.map((x) => x.toFixed(0)).join(', ')} msgs/s (ideal ${ideal.toFixed(0)})`);
+        const cpu = account.perMessage();
+        log(`${name}: ${rates.map((x) => x.toFixed(0)).join(', ')} msgs/s (ideal ${ideal.toFixed(0)}); ${shownCpu(cpu)}, ${cpu.readies.toFixed(2)} readies/msg`);
         results.push({
           name,
           transport: 'sqlite',
@@ -161,7 +233,7 @@ const suite: BenchSuite = {
           baseline: `ideal: ${workers} workers x ${CONCURRENCY} / ${DELAY_MS} ms`,
           baselineMsgsPerSec: ideal,
           ratio: rate / ideal,
-          settings: { ...settings, workers, rounds: ROUNDS },
+          settings: { ...settings, workers, rounds: ROUNDS, cpuMsPerMsg: round3(cpu.cpuMs), distributorCpuMsPerMsg: round3(cpu.distributorCpuMs), readiesPerMsg: round3(cpu.readies) },
         });
       } finally {
         await r.close();
@@ -175,15 +247,27 @@ const suite: BenchSuite = {
       try {
         await behind.drain('BenchNoop', 500); // warm-up
         await alone.drain('BenchNoop@w1', 500);
+        const idle = await behind.idleCpu();
+        log(`distributor.overhead idle CPU: distributor ${idle.distributorMsPerSec.toFixed(1)} ms/s, worker ${idle.workersMsPerSec.toFixed(1)} ms/s`);
         const directRates: number[] = [];
         const throughRates: number[] = [];
+        const directCpu = new CpuAccount();
+        const throughCpu = new CpuAccount();
+        const measured = async (r: Rig, destination: string, account: CpuAccount) => {
+          const before = await r.cpu();
+          const rate = await r.drain(destination, messages);
+          account.add(before, await r.cpu(), messages);
+          return rate;
+        };
         for (let round = 0; round < ROUNDS; round++) {
-          directRates.push(await alone.drain('BenchNoop@w1', messages));
-          throughRates.push(await behind.drain('BenchNoop', messages));
+          directRates.push(await measured(alone, 'BenchNoop@w1', directCpu));
+          throughRates.push(await measured(behind, 'BenchNoop', throughCpu));
           log(`distributor.overhead round ${round + 1}: ${throughRates.at(-1)!.toFixed(0)} msgs/s through the distributor, ${directRates.at(-1)!.toFixed(0)} msgs/s direct`);
         }
         const direct = median(directRates);
         const through = median(throughRates);
+        const [directPer, throughPer] = [directCpu.perMessage(), throughCpu.perMessage()];
+        log(`distributor.overhead CPU: through ${shownCpu(throughPer)}, ${throughPer.readies.toFixed(2)} readies/msg; direct ${shownCpu(directPer)}`);
         const latencyRun = { messages: 2000, ratePerSec: 1000 };
         const percentiles = (sorted: number[]) => ({ p50Ms: percentile(sorted, 0.5)!, p99Ms: percentile(sorted, 0.99)! });
         const directLatency = percentiles(await alone.offer('BenchNoop@w1', latencyRun.messages, latencyRun.ratePerSec));
@@ -211,6 +295,12 @@ const suite: BenchSuite = {
             latencyMessages: latencyRun.messages,
             directP50Ms: directLatency.p50Ms,
             directP99Ms: directLatency.p99Ms,
+            throughCpuMsPerMsg: round3(throughPer.cpuMs),
+            throughDistributorCpuMsPerMsg: round3(throughPer.distributorCpuMs),
+            directCpuMsPerMsg: round3(directPer.cpuMs),
+            readiesPerMsg: round3(throughPer.readies),
+            distributorIdleCpuMsPerSec: Number(idle.distributorMsPerSec.toFixed(1)),
+            workerIdleCpuMsPerSec: Number(idle.workersMsPerSec.toFixed(1)),
           },
         });
       } finally {

@@ -68,4 +68,6 @@ export interface EndpointFeature {
   resolveAddress?(endpoint: EndpointName): Address | undefined;
   /** Messages to send atomically with settling an incoming message (e.g. a worker's ready). */
   onSettled?(message: TransportMessage, outcome: SettleOutcome): readonly Outgoing[];
+  /** What this feature adds to `endpoint.health()` (under `features`), each part under its own key: no I/O, plain JSON values. */
+  health?(): Readonly<Record<string, unknown>>;
 }

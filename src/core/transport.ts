@@ -65,6 +65,17 @@ export interface ReceiveOptions {
   readonly signal: AbortSignal;
 }
 
+export interface ForwardOptions extends ReceiveOptions {
+  /**
+   * Where the transport keeps its queues in a database (SQLite): called inside the forward's
+   * transaction once `route` has chosen the copies and before anything is written, with a session
+   * on that transaction. What it writes there commits with the forward; a SwitchyardError it throws
+   * moves nothing. The distributor saves its slot takes this way when its store shares the database.
+   * Not called when nothing is moved; transports without such a session ignore it.
+   */
+  readonly alongside?: (session: StorageSession) => void;
+}
+
 /**
  * A storage transaction that a handler's own writes join, so that they commit together with the
  * completion of the incoming message and its sends (the unit of work), and roll back with them.
@@ -141,7 +152,7 @@ export interface Transport {
    * first message, like receive(). Returns how many moved. The distributor forwards with it where
    * the transport has it (SQLite); elsewhere it receives and completes with the forwarded copy.
    */
-  forward?(from: Address, options: ReceiveOptions, route: (message: TransportMessage) => QueueOutgoing | undefined): Promise<number>;
+  forward?(from: Address, options: ForwardOptions, route: (message: TransportMessage) => QueueOutgoing | undefined): Promise<number>;
   /**
    * The endpoint stops receiving from `address`. Push transports stop the broker's deliveries
    * and give back the ones not handed out yet, so messages returned from now on (abandoned, or

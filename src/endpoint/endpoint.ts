@@ -241,7 +241,8 @@ class EndpointInstance implements Endpoint {
   };
 
   health(): EndpointHealth {
-    return describeHealth(this.identity, this.#deps.transport.name, this.#status, this.#pump?.health());
+    const parts = Object.assign({}, ...this.#deps.features.map((f) => f.health?.() ?? {})) as Record<string, unknown>;
+    return describeHealth(this.identity, this.#deps.transport.name, this.#status, this.#pump?.health(), parts);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

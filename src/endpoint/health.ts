@@ -32,11 +32,19 @@ export interface EndpointHealth {
   readonly handlersInFlight: number;
   /** Messages received ahead of free slots and held (prefetch). */
   readonly prefetched: number;
+  /** What features report (EndpointFeature.health), by the key each chose: a hosted distributor's `distributor` (its workers). */
+  readonly features?: Readonly<Record<string, unknown>>;
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-export function describeHealth(identity: InstanceIdentity, transport: string, status: EndpointStatus, pump: PumpHealth | undefined): EndpointHealth {
+export function describeHealth(
+  identity: InstanceIdentity,
+  transport: string,
+  status: EndpointStatus,
+  pump: PumpHealth | undefined,
+  features: Readonly<Record<string, unknown>> = {},
+): EndpointHealth {
   const receiving = pump?.receiving ?? false;
   const failing = pump?.receiveError;
   const open = status === 'running' || status === 'stopping';
@@ -55,5 +63,6 @@ export function describeHealth(identity: InstanceIdentity, transport: string, st
     ...(pump?.lastMessageAt !== undefined ? { lastMessageAt: iso(pump.lastMessageAt)! } : {}),
     handlersInFlight: pump?.handlersRunning ?? 0,
     prefetched: pump?.held ?? 0,
+    ...(Object.keys(features).length > 0 ? { features } : {}),
   };
 }

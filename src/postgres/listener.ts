@@ -71,32 +71,48 @@ function createExclusiveQueue(connected: () => Promise<pg.Client>) {
   };
 }
 
+/** Reconnects with jittered exponential backoff (50–150 ms at first, up to 2.5–7.5 s); one pending attempt at a time. */
+function createBackoff(reconnect: () => void) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let failures = 0;
+  return {
+    /** Failures since the last success: more than 0 means the next success is a reconnect. */
+    get failures() {
+      return failures;
+    },
+    failed() {
+      failures++;
+      if (timer) return;
+      const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
+      timer = setTimeout(() => {
+        timer = undefined;
+        reconnect();
+      }, base / 2 + Math.random() * base);
+      timer.unref?.();
+    },
+    /** Connected, or closing: no attempt pending (one set before a query reconnected would open a second client). */
+    reset() {
+      clearTimeout(timer);
+      timer = undefined;
+      failures = 0;
+    },
+  };
+}
+
 export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const watchers = createWatchers<Hint>();
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let failures = 0;
   let lastError: unknown;
   let closed = false;
+  const backoff = createBackoff(() => void connect());
 
   const failed = (error: unknown) => {
     lastError = error;
-    failures++;
-    if (closed || retryTimer) return;
-    const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void connect();
-    }, base / 2 + Math.random() * base);
-    retryTimer.unref?.();
+    if (!closed) backoff.failed();
   };
 
-  /**
-   * Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. A query that
-   * found no client may have reconnected before the backoff timer fired: then the timer finds a
-   * client and opens none (a second one would be left open, never ended).
-   */
+  /** Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. */
   const open = async () => {
     if (client) return;
     const c = await options.connect();
@@ -108,10 +124,8 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
       failed(error ?? new Error('the connection ended'));
     });
     client = c;
-    clearTimeout(retryTimer);
-    retryTimer = undefined;
-    const reconnected = failures > 0;
-    failures = 0;
+    const reconnected = backoff.failures > 0;
+    backoff.reset();
     if (reconnected) watchers.wakeAll();
   };
 
@@ -148,7 +162,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
     exclusive: createExclusiveQueue(connected),
     async close(): Promise<void> {
       closed = true;
-      clearTimeout(retryTimer);
+      backoff.reset();
       await connecting;
       const c = client;
       client = undefined;

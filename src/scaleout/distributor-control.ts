@@ -45,6 +45,7 @@ async function handleControl(rt: DistributorRuntime, receipts: Receipt[]): Promi
   rt.wakeDispatch();
   if (!(await saveApplied(rt, receipts, applied.changes))) return;
   rt.wakeDispatch();
+  rt.onChange();
   // Not awaited: the next receive then commits together with these completions.
   void rt.track(rt.completing, settleControl(rt, receipts, applied));
 }

@@ -6,7 +6,7 @@
  * ownership lease is not surely held (distributor-ownership.ts).
  */
 import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
-import type { QueueOutgoing, Receipt, Transport, TransportMessage } from '../core/transport.js';
+import type { QueueOutgoing, Receipt, StorageSession, Transport, TransportMessage } from '../core/transport.js';
 import { stampForward } from './distributor-protocol.js';
 import type { DistributorRuntime } from './distributor-runtime.js';
 import type { SlotRecord, SlotTake, StateChange } from './distributor-state.js';
@@ -39,11 +39,18 @@ function takeSlot(rt: DistributorRuntime, messageId: string): SlotTake | undefin
   return rt.ports.ownership.held() ? rt.state.take(messageId) : undefined;
 }
 
-/** Takes a slot for each message and moves it to that worker in one step (Transport.forward). */
+/**
+ * Takes a slot for each message and moves it to that worker in one step (Transport.forward).
+ * Where the store shares the transport's database, the takes (and any pending changes) are saved
+ * in the forward's own transaction, fenced: a stored taken slot is then exactly a forwarded
+ * message, and a distributor that lost ownership moves nothing. Elsewhere they are saved after.
+ */
 async function forwardMoving(rt: DistributorRuntime, move: NonNullable<Transport['forward']>, max: number): Promise<void> {
   const taken: SlotTake[] = [];
+  let saved: StateChange[] | undefined;
+  const alongside = rt.savesAlongside ? (session: StorageSession) => (saved = saveAlongside(rt, session, taken)) : undefined;
   try {
-    rt.forwarded += await move(rt.settings.data, { max, waitMs: RECEIVE_WAIT_MS, signal: rt.signal }, (message) => {
+    rt.forwarded += await move(rt.settings.data, { max, waitMs: RECEIVE_WAIT_MS, signal: rt.signal, alongside }, (message) => {
       // Checked per message, inside the forward: a pause may have happened since the receive began.
       const take = takeSlot(rt, message.id);
       if (!take) return undefined;
@@ -51,15 +58,32 @@ async function forwardMoving(rt: DistributorRuntime, move: NonNullable<Transport
       return copyFor(message, take.slot);
     });
     for (const take of taken) {
-      rt.pending.push(...take.changes);
+      if (!saved) rt.pending.push(...take.changes);
       rt.countFor(take.slot.worker).forwarded += 1;
     }
+    if (!saved) rt.onChange();
   } catch (error) {
     // Nothing moved: the slots are free again, the messages still in the data queue.
+    if (saved) rt.pending.unshift(...saved);
     for (const take of taken) rt.pending.push(...rt.state.release(take.slot));
+    if (isSwitchyardError(error, ErrorCodes.DISTRIBUTOR_FENCED)) rt.ports.ownership.markLost(undefined);
     rt.wakeDispatch();
     throw error;
   }
+}
+
+/** In the forward's transaction: the pending changes and these takes, saved by the store there; undefined when it cannot. */
+function saveAlongside(rt: DistributorRuntime, session: StorageSession, taken: readonly SlotTake[]): StateChange[] | undefined {
+  const { store, ownership } = rt.ports;
+  const changes = [...rt.pending, ...taken.flatMap((take) => take.changes)];
+  if (!store.saveAlongside?.(session, rt.settings.endpoint, ownership.fence, changes)) {
+    rt.savesAlongside = false;
+    return undefined;
+  }
+  // Written with the forward; given back to pending if the forward fails after all.
+  const included = rt.pending;
+  rt.pending = [];
+  return included;
 }
 
 /** Transports without `forward`: each received message is completed with its forwarded copy. */

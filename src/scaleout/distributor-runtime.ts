@@ -2,6 +2,7 @@
  * What one running distributor's activities share (distributor.ts starts them): its settings,
  * the slot state and the takes not saved yet, the ownership fence every store write carries,
  * the work in flight that stop() and hand-backs wait for, and the wake-up of the dispatch loop.
+ * Takes are pending (saved later) only where the store cannot save them inside the forward.
  */
 import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
@@ -41,13 +42,19 @@ export class DistributorRuntime {
   forwarded = 0;
   readonly perWorker: Record<Address, { forwarded: number; readies: number }> = {};
   readonly stopping = new AbortController();
+  /** Whether takes are saved inside their forward's transaction (the store shares the transport's database); false once the store said it cannot. */
+  savesAlongside: boolean;
+  /** Told when the state or the pending takes changed (the housekeeping sets its timers). */
+  onChange: () => void = () => undefined;
   private slotsChanged: (() => void) | undefined;
   private warnedNoAdmin = false;
 
   constructor(
     readonly settings: DistributorSettings,
     readonly ports: DistributorPorts,
-  ) {}
+  ) {
+    this.savesAlongside = ports.store.saveAlongside !== undefined && ports.transport.forward !== undefined;
+  }
 
   get signal(): AbortSignal {
     return this.stopping.signal;

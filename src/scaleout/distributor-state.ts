@@ -175,6 +175,13 @@ export class DistributorState {
     return { dead, changes };
   }
 
+  /** The first moment a live worker can be past `timeoutMs` of silence (expire declares it dead then); undefined without live workers. */
+  nextTimeoutAt(timeoutMs: number): number | undefined {
+    let first: number | undefined;
+    for (const w of this.workers.values()) if (w.status === 'live' && (first === undefined || w.lastSeen < first)) first = w.lastSeen;
+    return first === undefined ? undefined : first + timeoutMs + 1;
+  }
+
   /** Free slots that can be handed out now. */
   freeCount(): number {
     let n = 0;

@@ -7,6 +7,7 @@
 import { systemClock } from '../core/clock.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointName } from '../core/identity.js';
+import type { StorageSession } from '../core/transport.js';
 import type { SlotRecord, StateChange, WorkerRecord } from './distributor-state.js';
 
 export interface StoredDistributorState {
@@ -53,6 +54,14 @@ export interface DistributorStore {
   renewOwnership(endpoint: EndpointName, fence: OwnershipFence, leaseMs: number): Promise<boolean>;
   /** Gives the lease up (keeping the epoch) if `fence` still owns it. */
   releaseOwnership(endpoint: EndpointName, fence: OwnershipFence): Promise<void>;
+  /**
+   * Where the store lives in the transport's database (SQLite): a fenced save on the session of a
+   * transaction of that database (a forward's `alongside`), so the slot takes commit with the
+   * forward. Checks the fence at once and throws SY_ERR_DISTRIBUTOR_FENCED (the forward then moves
+   * nothing); the changes are written with the transaction. False, nothing done, when the session
+   * is not on this store's database. Stores without it are saved with `save` after the forward.
+   */
+  saveAlongside?(session: StorageSession, endpoint: EndpointName, fence: OwnershipFence, changes: readonly StateChange[]): boolean;
   close(): Promise<void>;
 }
 

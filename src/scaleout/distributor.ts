@@ -5,14 +5,16 @@
  * (`switchyard distributor`) or inside an endpoint process (`hostedDistributor` feature).
  *
  * Its lifecycle (startDistributor): settings -> transport and queues -> store -> ownership lease
- * -> stored state -> housekeeping timer -> the control backlog -> the two loops; stop() ends the
+ * -> stored state -> housekeeping timers -> the control backlog -> the two loops; stop() ends the
  * loops, waits for work in flight, saves the last takes and releases the lease. Three activities:
  * - control input (distributor-control.ts): ready messages -> state changes -> one fenced save;
  * - dispatch (distributor-dispatch.ts): while slots are free, data messages to their workers.
- *   Takes are saved after the forward committed, batched with the next control save or a timer
- *   (see distributor-state.ts for why losing the last ones on a crash only over-reports briefly);
- * - housekeeping (here): save pending takes, declare silent workers dead (their queued messages
- *   go back to the data queue where the transport has admin.moveAll), renew the ownership lease.
+ *   Where the store shares the transport's database (SQLite) the takes commit with the forward;
+ *   elsewhere they are saved after it, batched with the next control save or a timer (see
+ *   distributor-state.ts for why losing the last ones on a crash only over-reports briefly);
+ * - housekeeping (distributor-housekeeping.ts), on timers set for when work falls due: pending
+ *   takes, silent workers declared dead (their queued messages go back to the data queue where
+ *   the transport has admin.moveAll), the ownership lease renewed.
  */
 import { asError, ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { randomId } from '../core/ids.js';
@@ -24,6 +26,7 @@ import { hostname } from 'node:os';
 import { systemClock, type Clock } from '../core/clock.js';
 import { applyControlBacklog, receiveControl } from './distributor-control.js';
 import { dispatchRound } from './distributor-dispatch.js';
+import { Housekeeping } from './distributor-housekeeping.js';
 import { Ownership } from './distributor-ownership.js';
 import { controlAddress } from './distributor-protocol.js';
 import { DistributorRuntime, type DistributorSettings } from './distributor-runtime.js';
@@ -44,7 +47,7 @@ export interface DistributorOptions {
   batchSize?: number;
   /** The ownership lease: another distributor for this endpoint may take over this long after a crash (default 10000). */
   ownershipLeaseMs?: number;
-  /** Where worker timeouts read time (default: the system clock). The ownership lease is on the store's clock. */
+  /** Where worker timeouts read time and set their timers (default: the system clock; the test kit's virtual clock fires them on advance). The ownership lease is on the store's clock. */
   clock?: Clock;
 }
 
@@ -62,6 +65,19 @@ export interface DistributorStatus {
   readonly ownership: 'held' | 'lost';
   /** The ownership epoch this distributor holds or held. */
   readonly epoch: number;
+}
+
+/** The distributor's part of a health report: each worker's capacity, messages in flight and when it was last heard from. */
+export interface DistributorHealth {
+  readonly ownership: 'held' | 'lost';
+  readonly freeSlots: number;
+  readonly forwarded: number;
+  readonly workers: ReadonlyArray<{ readonly name: Address; readonly status: WorkerView['status']; readonly capacity: number; readonly inFlight: number; readonly lastSeen: string }>;
+}
+
+export function distributorHealth(status: DistributorStatus): DistributorHealth {
+  const workers = status.workers.map((w) => ({ name: w.address, status: w.status, capacity: w.capacity, inFlight: w.taken, lastSeen: new Date(w.lastSeen).toISOString() }));
+  return { ownership: status.ownership, freeSlots: status.freeSlots, forwarded: status.forwarded, workers };
 }
 
 export interface DistributorHandle {
@@ -88,7 +104,9 @@ export async function startDistributor(options: DistributorOptions): Promise<Dis
     `distributing ${settings.data} (control ${settings.control}) on ${transport.name}: ${rt.state.view().filter((w) => w.status === 'live').length} live worker(s), ` +
       `${rt.state.freeCount()} free slot(s)`,
   );
-  const timer = startHousekeeping(rt, leaseMs);
+  const timer = new Housekeeping(rt, leaseMs);
+  rt.onChange = () => timer.arm();
+  timer.start();
   await applyControlBacklog(rt);
   // Lost ownership stops dispatching at once; stop() still waits for what is in flight.
   ownership.onLost(() => endActivities(rt, timer));
@@ -116,25 +134,6 @@ function readSettings(options: DistributorOptions): DistributorSettings {
   };
 }
 
-/** Every 50-200 ms: keep the lease, save pending takes, declare silent workers dead. */
-function startHousekeeping(rt: DistributorRuntime, leaseMs: number): NodeJS.Timeout {
-  const { ownership, clock, logger } = rt.ports;
-  const timeoutMs = rt.settings.workerTimeoutMs;
-  const tick = async () => {
-    if (!(await ownership.keep())) return;
-    await rt.savePending();
-    const expired = rt.state.expire(clock.now(), timeoutMs);
-    if (expired.dead.length === 0) return;
-    await rt.saveState(expired.changes);
-    for (const worker of expired.dead) {
-      logger.warn(`worker ${worker} sent nothing for ${timeoutMs} ms: declared dead, its slots dropped`);
-      // Its leases are stale: if it was only paused, its completions are fenced off.
-      await rt.handBack(worker, true);
-    }
-  };
-  return setInterval(() => void tick().catch(rt.logFailure('distributor housekeeping')), Math.max(50, Math.min(200, Math.floor(Math.min(timeoutMs, leaseMs) / 4))));
-}
-
 /** Repeats one activity until stopped; a failure is logged once and retried with backoff. */
 async function runLoop(rt: DistributorRuntime, name: string, round: () => Promise<void>): Promise<void> {
   let backoffMs = 0;
@@ -151,13 +150,13 @@ async function runLoop(rt: DistributorRuntime, name: string, round: () => Promis
   }
 }
 
-function endActivities(rt: DistributorRuntime, timer: NodeJS.Timeout): void {
-  clearInterval(timer);
+function endActivities(rt: DistributorRuntime, timer: Housekeeping): void {
+  timer.stop();
   rt.stopping.abort();
   rt.wakeDispatch();
 }
 
-async function stopDistributor(rt: DistributorRuntime, timer: NodeJS.Timeout, loops: Promise<void>[]): Promise<void> {
+async function stopDistributor(rt: DistributorRuntime, timer: Housekeeping, loops: Promise<void>[]): Promise<void> {
   const { logger, ownership } = rt.ports;
   endActivities(rt, timer);
   await Promise.all(loops);

@@ -8,7 +8,7 @@
  * - setup: the endpoint's public address becomes the distributor's data queue, so replies,
  *   subscriptions, deferred messages and delayed retries come back through the distributor;
  * - start: a new session id; ready `start` with capacity = the endpoint's concurrency;
- *   heartbeats on a timer;
+ *   heartbeats on a timer of the endpoint's clock (virtual in a test bus);
  * - each settled message that the distributor forwarded under the CURRENT session returns its
  *   slot. Nothing else does: not an immediate retry (the endpoint does not settle those), not a
  *   direct send, not a message of an earlier session still in the queue — so capacity is
@@ -17,6 +17,7 @@
  *   completion that finds the oldest one due, or by a timer when no completion comes;
  * - stopping: withdraw (free slots dropped; queued messages handed back where the transport can).
  */
+import { clearTimer, setTimer, type ClockTimer } from '../core/clock.js';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { EndpointFeature, FeatureHost, SettleOutcome } from '../core/feature.js';
 import { randomId } from '../core/ids.js';
@@ -46,7 +47,7 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
   let worker: Address = '';
   let session = '';
   let capacity = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let stopBeating: (() => void) | undefined;
 
   const ready = (kind: ReadyKind, extra: { capacity: number }): Outgoing => ({
     destination: control,
@@ -60,8 +61,8 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
   });
 
   const stopHeartbeat = () => {
-    if (timer) clearInterval(timer);
-    timer = undefined;
+    stopBeating?.();
+    stopBeating = undefined;
   };
 
   return {
@@ -89,10 +90,9 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
     async start(h) {
       session = randomId(8);
       await h.dispatch([ready('start', { capacity })]);
-      timer = setInterval(() => {
-        h.dispatch([ready('heartbeat', { capacity })]).catch((error: unknown) => h.logger.warn(`heartbeat to ${control} failed: ${(error as Error).message}`));
-      }, heartbeatMs);
-      timer.unref();
+      stopBeating = heartbeats(h, heartbeatMs, () =>
+        h.dispatch([ready('heartbeat', { capacity })]).catch((error: unknown) => h.logger.warn(`heartbeat to ${control} failed: ${(error as Error).message}`)),
+      );
       h.logger.info(`worker ${worker} ready for ${data} with capacity ${capacity} (session ${session})`);
     },
     async stopping(h) {
@@ -115,6 +115,19 @@ export function distributorWorker(options: DistributorWorkerOptions): EndpointFe
       return due.length > 0 ? [returned(due)] : [];
     },
   };
+}
+
+/** A heartbeat every `everyMs` on the endpoint's clock (in a test bus it keeps pace with the distributor's timeout as the test advances time); returns the stop. */
+function heartbeats(host: FeatureHost, everyMs: number, beat: () => Promise<void>): () => void {
+  let timer: ClockTimer | undefined;
+  const next = () => {
+    timer = setTimer(host.clock, () => {
+      next();
+      return beat();
+    }, everyMs);
+  };
+  next();
+  return () => clearTimer(host.clock, timer);
 }
 
 function readOptions(options: DistributorWorkerOptions) {

@@ -220,9 +220,10 @@ export class QueueTable {
   /**
    * In a transaction: removes each row that `replace` returns an array for and sends that array
    * in its place (`[]`: removed, nothing sent; `undefined`: the row stays). Every destination is
-   * checked before the first write. Forward and the admin take share it.
+   * checked before the first write; `beforeWrite` (forward's `alongside`) runs after that check
+   * when something is replaced. Forward and the admin take share it.
    */
-  replaceRows(rows: readonly Row[], replace: (message: TransportMessage) => readonly Outgoing[] | undefined): Outgoing[] {
+  replaceRows(rows: readonly Row[], replace: (message: TransportMessage) => readonly Outgoing[] | undefined, beforeWrite?: () => void): Outgoing[] {
     const removed: Row[] = [];
     const outgoing: Outgoing[] = [];
     for (const row of rows) {
@@ -232,6 +233,7 @@ export class QueueTable {
       outgoing.push(...replacements);
     }
     this.checkDestinations(outgoing);
+    if (removed.length > 0) beforeWrite?.();
     for (const row of removed) this.#s.removeUnheld.run(row.seq);
     this.insertAll(outgoing);
     return outgoing;

@@ -22,7 +22,7 @@ import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Address } from '../core/identity.js';
 import { checkAddress } from '../core/identity.js';
 import { LeaseKeeper, waitForWake } from '../core/leases.js';
-import type { Outgoing, QueueOutgoing, Receipt, ReceiveOptions, Transport } from '../core/transport.js';
+import type { ForwardOptions, Outgoing, QueueOutgoing, Receipt, ReceiveOptions, Transport } from '../core/transport.js';
 import { GroupCommitter, migrate, openDatabase } from './database.js';
 import type { SqliteOptions } from './options.js';
 import { sqliteQueueAdmin, type OpenQueues } from './queue-admin.js';
@@ -119,6 +119,19 @@ async function claim(open: Open, address: Address, max: number, leaseMs: number)
   return rows.map((row) => receiptFor(open, address, row, leaseMs));
 }
 
+/** In the forward's transaction: the routed rows moved, after the `alongside` writes (its own errors, a refused fence, pass unchanged). */
+function moveRows(open: Open, from: Address, max: number, route: Parameters<NonNullable<Transport['forward']>>[2], alongside: ForwardOptions['alongside']): Outgoing[] {
+  const writeAlongside = alongside && (() => {
+    const unit = new SqliteUnitOfWork(open.handlerStatements);
+    alongside(unit);
+    unit.apply();
+  });
+  return open.table.replaceRows(open.table.visible(from, max), (message) => {
+    const copy = route(message);
+    return copy && [copy];
+  }, writeAlongside);
+}
+
 export function sqliteTransport(options: SqliteTransportOptions): Transport {
   const leaseMs = options.leaseMs ?? 30_000;
   const pollMs = options.pollMs ?? 250;
@@ -164,7 +177,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       await waitForVisible(open, address, waitMs, pollMs, signal);
       return !closed && open.table.anyVisible(address) ? claim(open, address, max, leaseMs) : [];
     },
-    async forward(from, { max, waitMs, signal }, route) {
+    async forward(from, { max, waitMs, signal, alongside }, route) {
       if (closed) return 0;
       const open = opened();
       if (!open.table.anyVisible(from)) {
@@ -174,14 +187,7 @@ export function sqliteTransport(options: SqliteTransportOptions): Transport {
       }
       // Bookkeeping durability: a forward moves a message that is already durable; a power loss
       // can only undo it together with every later commit, leaving the message in `from`.
-      const moved = await open.committer.run(
-        () =>
-          open.table.replaceRows(open.table.visible(from, max), (message) => {
-            const copy = route(message);
-            return copy && [copy];
-          }),
-        'bookkeeping',
-      );
+      const moved = await open.committer.run(() => moveRows(open, from, max, route, alongside), 'bookkeeping');
       open.notifyDestinations(moved);
       return moved.length;
     },

@@ -2,7 +2,7 @@
  * How the test bus settles: it looks at every queue (error queues excepted) through the
  * transport's admin and at the receipts its handlers hold. Settled means: nothing in flight and
  * nothing due, twice in a row a turn of the event loop apart (a handler's last send is seen).
- * Advancing moves the virtual clock to the next due message or timer, settles, and repeats up to the target.
+ * Advancing moves the virtual clock to the next due message or clock timer, settles, and repeats up to the target.
  */
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import { Headers } from '../core/headers.js';
@@ -69,7 +69,7 @@ async function settleNow(view: BusView): Promise<IdleReport> {
   }
 }
 
-/** The next due time on the way: a scheduled message, or a timer set on the virtual clock (a dataset's heartbeat). */
+/** The next due time on the way: a scheduled message, or a timer set on the virtual clock (a heartbeat, a worker timeout), whichever is first. */
 function nextDue(view: BusView, report: IdleReport): number | undefined {
   const message = report.scheduled[0]?.dueAt;
   const timer = view.clock.nextTimerAt();
@@ -82,8 +82,10 @@ export async function settleBus(view: BusView, until?: number): Promise<IdleRepo
   if (until === undefined) return report;
   for (let next = nextDue(view, report); next !== undefined && next <= until; next = nextDue(view, report)) {
     view.clock.moveTo(next);
+    await view.clock.timersSettled();
     report = await settleNow(view);
   }
   view.clock.moveTo(until);
+  await view.clock.timersSettled();
   return settleNow(view);
 }

@@ -119,7 +119,7 @@ describe('heartbeats', () => {
         name: 'Sales',
         transport: sqliteTransport({ path: db.file }),
         instance: { discriminator, host: `host-${discriminator}` },
-        features: [heartbeats({ intervalMs: 20, version: '1.4.2' })],
+        features: [heartbeats({ intervalMs: 200, version: '1.4.2' })],
       });
       await endpoint.start();
       return endpoint;

@@ -37,4 +37,16 @@ describe('timers on the virtual clock', () => {
     const plain = { now: () => systemClock.now() };
     await new Promise<void>((resolve) => setTimer(plain, resolve, 5));
   });
+  it('lets the test wait for the work a fired timer started', async () => {
+    const clock = new VirtualClock(0);
+    let done = false;
+    setTimer(clock, async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      done = true;
+    }, 10);
+    clock.moveTo(10);
+    expect(done).toBe(false);
+    await clock.timersSettled();
+    expect(done).toBe(true);
+  });
 });
