@@ -75,6 +75,8 @@ async function forwardMoving(rt: DistributorRuntime, move: NonNullable<Transport
 /** In the forward's transaction: the pending changes and these takes, saved by the store there; undefined when it cannot. */
 function saveAlongside(rt: DistributorRuntime, session: StorageSession, taken: readonly SlotTake[]): StateChange[] | undefined {
   const { store, ownership } = rt.ports;
+  // Saved after, behind that save on the store's connection, in order.
+  if (rt.savesInFlight > 0) return undefined;
   const changes = [...rt.pending, ...taken.flatMap((take) => take.changes)];
   if (!store.saveAlongside?.(session, rt.settings.endpoint, ownership.fence, changes)) {
     rt.savesAlongside = false;

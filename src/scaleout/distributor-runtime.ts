@@ -44,6 +44,12 @@ export class DistributorRuntime {
   readonly stopping = new AbortController();
   /** Whether takes are saved inside their forward's transaction (the store shares the transport's database); false once the store said it cannot. */
   savesAlongside: boolean;
+  /**
+   * Store saves begun and not yet committed (on the store's own connection). While there is one,
+   * a forward saves nothing alongside: its take may be of a slot that save creates, and the two
+   * connections' commits come in either order (the take first left a slot counted twice).
+   */
+  savesInFlight = 0;
   /** Told when the state or the pending takes changed (the housekeeping sets its timers). */
   onChange: () => void = () => undefined;
   private slotsChanged: (() => void) | undefined;
@@ -90,11 +96,14 @@ export class DistributorRuntime {
 
   /** Every store write carries the ownership fence; a refused one means another distributor took over. */
   async saveState(changes: StateChange[]): Promise<void> {
+    this.savesInFlight++;
     try {
       await this.ports.store.save(this.settings.endpoint, this.ports.ownership.fence, changes);
     } catch (error) {
       if (isSwitchyardError(error, ErrorCodes.DISTRIBUTOR_FENCED)) this.ports.ownership.markLost(undefined);
       throw error;
+    } finally {
+      this.savesInFlight--;
     }
   }
 
