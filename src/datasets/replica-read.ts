@@ -7,6 +7,7 @@
  * is handed out again). Store failures are thrown to the sync loop, which retries.
  */
 import { corruptError } from './records.js';
+import { readHead } from './replica-lag.js';
 import type { Applier } from './replica-apply.js';
 import type { ReplicaContext } from './replica.js';
 import type { LogRecord, ReadResult } from './store.js';
@@ -83,6 +84,7 @@ export function createLogReader<V>(ctx: ReplicaContext, applier: Applier<V>) {
         continue;
       }
       if (ctx.generation === '') ctx.generation = result.generation;
+      readHead(ctx, result.head, result.records.find((r) => r.version === ctx.applied + 1)?.at);
       if (first && resuming && (resuming.always || result.records.some((r) => r.version > ctx.applied))) {
         ctx.logger.info(`${replicaName(ctx)}: ${resuming.what}: continuing from ${ctx.applied}`);
       }
