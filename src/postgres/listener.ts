@@ -71,26 +71,49 @@ function createExclusiveQueue(connected: () => Promise<pg.Client>) {
   };
 }
 
+/** Reconnects after a jittered exponential backoff (100 ms doubling to 5 s), one timer at a time. */
+function createReconnectBackoff(reconnect: () => void) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let failures = 0;
+  let stopped = false;
+  let lastError: unknown;
+  return {
+    /** Why the last attempt failed (or the connection was lost). */
+    get lastError(): unknown {
+      return lastError;
+    },
+    failed(error: unknown) {
+      lastError = error;
+      failures++;
+      if (stopped || timer) return;
+      const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
+      timer = setTimeout(() => {
+        timer = undefined;
+        reconnect();
+      }, base / 2 + Math.random() * base);
+      timer.unref?.();
+    },
+    /** Connected: no retry pending; true when this ends a run of failures (a reconnect). */
+    succeeded(): boolean {
+      clearTimeout(timer);
+      timer = undefined;
+      const reconnected = failures > 0;
+      failures = 0;
+      return reconnected;
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
 export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const watchers = createWatchers<Hint>();
+  const backoff = createReconnectBackoff(() => void connect());
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  let failures = 0;
-  let lastError: unknown;
   let closed = false;
-
-  const failed = (error: unknown) => {
-    lastError = error;
-    failures++;
-    if (closed || retryTimer) return;
-    const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void connect();
-    }, base / 2 + Math.random() * base);
-    retryTimer.unref?.();
-  };
 
   /**
    * Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. A query that
@@ -105,19 +128,15 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
       if (client !== c) return;
       client = undefined;
       c.end().catch(() => undefined);
-      failed(error ?? new Error('the connection ended'));
+      backoff.failed(error ?? new Error('the connection ended'));
     });
     client = c;
-    clearTimeout(retryTimer);
-    retryTimer = undefined;
-    const reconnected = failures > 0;
-    failures = 0;
-    if (reconnected) watchers.wakeAll();
+    if (backoff.succeeded()) watchers.wakeAll();
   };
 
   const connect = (): Promise<void> => {
     connecting ??= open()
-      .catch(failed)
+      .catch((error: unknown) => backoff.failed(error))
       .finally(() => {
         connecting = undefined;
       });
@@ -128,7 +147,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const connected = async (): Promise<pg.Client> => {
     if (closed) throw new Error('the PostgreSQL connection is closed');
     if (!client) await connect();
-    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(lastError)}`);
+    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(backoff.lastError)}`);
     return client;
   };
 
@@ -148,7 +167,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
     exclusive: createExclusiveQueue(connected),
     async close(): Promise<void> {
       closed = true;
-      clearTimeout(retryTimer);
+      backoff.stop();
       await connecting;
       const c = client;
       client = undefined;
