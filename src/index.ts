@@ -53,7 +53,7 @@ export { SubscriptionHeaders } from './pubsub/protocol.js';
 export { memorySubscriptionStore } from './pubsub/memory-store.js';
 export { instanceMapping } from './scaleout/instance-mapping.js';
 export type { InstanceMapping, InstanceMappingOptions } from './scaleout/instance-mapping.js';
-export { openDataset } from './datasets/index.js';
+export { openDataset, openReplicas } from './datasets/index.js';
 export type {
   Dataset,
   DatasetOp,
@@ -70,6 +70,8 @@ export type {
   StageOutcome,
   StagedChange,
   DatasetStore,
+  ObservedReplica,
+  ReplicaLag,
 } from './datasets/index.js';
 export { startDistributor } from './scaleout/distributor.js';
 export type { DistributorOptions, DistributorHandle, DistributorStatus } from './scaleout/distributor.js';

@@ -8,6 +8,7 @@ import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { InstanceIdentity } from '../core/identity.js';
 import { silentLogger, type Logger } from '../core/logger.js';
 import { convergenceOf, describeReplicas, pollUntil, type Convergence, type ReplicaStatus } from './convergence.js';
+import { registerReplica } from './observers.js';
 import { checkDatasetName, checkRecord } from './records.js';
 import { createReplica, type DatasetChange, type Entry, type Replica, type StageValidator } from './replica.js';
 import { createStager, type StageOptions, type StageOutcome, type StagedChange } from './stage.js';
@@ -314,6 +315,7 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
   });
   const parts: HandleParts<V> = { settings, options, replica, ...guards(settings, replica) };
   await startReplica(settings, replica, options.resumeFrom);
+  const unregister = registerReplica({ dataset, instance, backend: store.backend, lag: replica.lag });
 
   let closing: Promise<void> | undefined;
   const api: Dataset<V> = {
@@ -330,6 +332,7 @@ export async function openDataset<V>(name: string, options: DatasetOptions<V>): 
     ...writeMethods(parts),
     ...membershipMethods(parts),
     close() {
+      unregister();
       closing ??= replica.stop();
       return closing;
     },

@@ -3,6 +3,9 @@ export { openDataset } from './dataset.js';
 export type { Dataset, DatasetOp, DatasetOptions, DatasetStatus, WriteOptions } from './dataset.js';
 export type { DatasetChange, Entry, KeyChange, StageValidator } from './replica.js';
 export type { Convergence, ReplicaStatus } from './convergence.js';
+export { openReplicas } from './observers.js';
+export type { ObservedReplica } from './observers.js';
+export type { ReplicaLag } from './replica-lag.js';
 export type { StageOptions, StageOutcome, StagedChange } from './stage.js';
 export type {
   AppendOptions,

@@ -7,6 +7,7 @@
  * is handed out again). Store failures are thrown to the sync loop, which retries.
  */
 import { corruptError } from './records.js';
+import { readHead } from './replica-lag.js';
 import type { Applier } from './replica-apply.js';
 import type { ReplicaContext } from './replica.js';
 import type { LogRecord, ReadResult } from './store.js';
@@ -51,15 +52,23 @@ function applyAll<V>(ctx: ReplicaContext, applier: Applier<V>, records: readonly
 
 export function createLogReader<V>(ctx: ReplicaContext, applier: Applier<V>) {
   const { clock } = ctx;
+  // Longer than the catch-up interval (plus a tenth for timer jitter): this process did not run.
+  const pauseMs = ctx.catchUpMs * 1.1 + 5;
   let lastReadAt = clock.now();
+  /**
+   * Set when a read took longer than a pause and found nothing new: the process was likely paused
+   * while the read was in flight, so what was written meanwhile comes with the next read, which
+   * reports the resume.
+   */
+  let pausedInRead: number | undefined;
 
   /** Why this read is a resume, and whether to log it even when there is nothing new. */
   const resumeReason = (): { what: string; always: boolean } | undefined => {
     if (ctx.mode === 'disconnected') return { what: 'reconnected', always: true };
     if (ctx.mode === 'starting') return { what: 'restarted', always: true };
-    // Longer than the catch-up interval (plus a tenth for timer jitter): this process did not run.
     const silence = clock.now() - lastReadAt;
-    return silence > ctx.catchUpMs * 1.1 + 5 ? { what: `resumed after ${silence} ms without a read`, always: false } : undefined;
+    if (silence > pauseMs) return { what: `resumed after ${silence} ms without a read`, always: false };
+    return pausedInRead === undefined ? undefined : { what: `resumed after ${pausedInRead} ms without a read`, always: false };
   };
 
   /** Reads and applies until the log is exhausted; throws on store failure. */
@@ -73,6 +82,7 @@ export function createLogReader<V>(ctx: ReplicaContext, applier: Applier<V>) {
     };
     while (ctx.mode !== 'closed') {
       if (applier.held !== undefined) return void (lastReadAt = clock.now()); // held by a listener: no reads
+      const [startedAt, previousReadAt] = [clock.now(), lastReadAt];
       const result = await ctx.store.readSince(ctx.dataset, ctx.applied, PAGE);
       lastReadAt = clock.now();
       const loss = lossOf(ctx, result);
@@ -83,9 +93,12 @@ export function createLogReader<V>(ctx: ReplicaContext, applier: Applier<V>) {
         continue;
       }
       if (ctx.generation === '') ctx.generation = result.generation;
-      if (first && resuming && (resuming.always || result.records.some((r) => r.version > ctx.applied))) {
+      readHead(ctx, result.head, result.records.find((r) => r.version === ctx.applied + 1)?.at);
+      const fresh = result.records.some((r) => r.version > ctx.applied);
+      if (first && resuming && (resuming.always || fresh)) {
         ctx.logger.info(`${replicaName(ctx)}: ${resuming.what}: continuing from ${ctx.applied}`);
       }
+      if (first) pausedInRead = !resuming && !fresh && lastReadAt - startedAt > pauseMs ? lastReadAt - previousReadAt : undefined;
       first = false;
       const outcome = applyAll(ctx, applier, result.records);
       if (outcome === 'broken') {

@@ -4,6 +4,7 @@
  * unreachable, applies records handed over without a read, and warns when the replica is stale.
  */
 import type { Applier } from './replica-apply.js';
+import { sawVersion } from './replica-lag.js';
 import { createLogReader, replicaName } from './replica-read.js';
 import type { ReplicaContext } from './replica.js';
 import type { LogRecord } from './store.js';
@@ -114,6 +115,7 @@ export function createSyncLoop<V>(ctx: ReplicaContext, applier: Applier<V>, hook
      * returns false and the caller falls back to a log read.
      */
     offer(record: LogRecord, generation: string | undefined): boolean {
+      sawVersion(ctx, record.version, record.at);
       if (ctx.mode !== 'live' || syncing || applier.held !== undefined || record.version !== ctx.applied + 1) return false;
       if (reader.resumeReason()) return false; // after a pause: read, so the resume is logged
       if (generation === undefined || (generation !== ctx.generation && !(ctx.generation === '' && ctx.applied === 0))) return false;

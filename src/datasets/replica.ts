@@ -22,6 +22,7 @@ import { setRepeatingTimer, type Clock } from '../core/clock.js';
 import type { Logger } from '../core/logger.js';
 import { isDelete } from './records.js';
 import { createApplier, type Applier } from './replica-apply.js';
+import { replicaLag, sawVersion } from './replica-lag.js';
 import { createMembership, type ReplicaMembership } from './replica-membership.js';
 import { createSyncLoop, type ReplicaSync } from './replica-sync.js';
 import type { DatasetStore, EntryOp, JsonValue, LogRecord, Snapshot } from './store.js';
@@ -74,6 +75,9 @@ export interface ReplicaContext extends Omit<ReplicaOptions<unknown>, 'validate'
   /** The store generation `applied` belongs to ('' until the store has one). */
   generation: string;
   lastConfirmedAt: number;
+  /** The store's head as far as this replica knows, and since when it has been behind it (replica-lag.ts). */
+  knownHead: number;
+  behindSince: number | undefined;
 }
 
 export function toKeyChanges<V>(ops: readonly EntryOp[]): KeyChange<V>[] {
@@ -139,6 +143,7 @@ async function goLive(ctx: ReplicaContext, sync: ReplicaSync, membership: Replic
   ctx.mode = 'live';
   const unwatch = await ctx.store.watch(ctx.dataset, (hint) => {
     if (hint && hint.generation === ctx.generation && hint.version <= ctx.applied) return; // already have it
+    if (hint) sawVersion(ctx, hint.version, hint.at);
     if (!hint || !sync.offer(hint, hint.generation)) void sync.requestSync();
   });
   await sync.requestSync(); // anything written between the first read and the watch
@@ -159,22 +164,18 @@ async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<v
   if (errors.length > 0) ctx.logger.warn(`dataset "${ctx.dataset}" (${ctx.instance}): close: ${errors.map(String).join('; ')}`);
 }
 
-export function createReplica<V>(opts: ReplicaOptions<V>) {
-  const { clock } = opts;
-  const ctx: ReplicaContext = { ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: clock.now() };
-  let stopCatchUp: (() => void) | undefined;
-  let unwatch: (() => Promise<void>) | undefined;
-
-  const isStale = () => clock.now() - ctx.lastConfirmedAt > opts.stalenessMs;
+/**
+ * The pieces and how they call each other: the applier (memory, listeners), the membership
+ * (heartbeats, votes) and the sync loop (reads), and the writes waiting for a version.
+ */
+function wireParts<V>(ctx: ReplicaContext, validate: StageValidator<V> | undefined) {
+  const isStale = () => ctx.clock.now() - ctx.lastConfirmedAt > ctx.stalenessMs;
   const waiters = createWaiters(ctx, () => applier.held);
-  const settleWaiters = waiters.settle;
-  const validateStage = (record: Extract<LogRecord, { kind: 'stage' }>) => voteOnStage(opts.validate, record, membership);
-
   const applier = createApplier<V>(ctx, {
-    stage: validateStage,
+    stage: (record) => voteOnStage(validate, record, membership),
     failing: () => void membership.heartbeat(),
     released: () => {
-      settleWaiters();
+      waiters.settle();
       membership.reportSoon();
       void sync.requestSync();
     },
@@ -183,10 +184,20 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
   const sync = createSyncLoop<V>(ctx, applier, {
     isStale,
     progressed: (changed) => {
-      settleWaiters();
+      waiters.settle();
       if (changed) membership.reportSoon();
     },
   });
+  return { isStale, waiters, applier, membership, sync };
+}
+
+export function createReplica<V>(opts: ReplicaOptions<V>) {
+  const ctx: ReplicaContext = {
+    ...opts, mode: 'starting', applied: 0, generation: '', lastConfirmedAt: opts.clock.now(), knownHead: 0, behindSince: undefined,
+  };
+  const { isStale, waiters, applier, membership, sync } = wireParts<V>(ctx, opts.validate);
+  let stopCatchUp: (() => void) | undefined;
+  let unwatch: (() => Promise<void>) | undefined;
 
   return {
     get mode(): ReplicaMode {
@@ -209,9 +220,8 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
     values: applier.values,
     listeners: applier.listeners,
     isStale,
-    requestSync: sync.requestSync,
+    lag: () => replicaLag(ctx),
     offer: sync.offer,
-    heartbeat: membership.heartbeat,
 
     /** `from`: state saved by an earlier run (exportState); resume through the log when it still reaches back. */
     async start(from?: Snapshot): Promise<void> {
@@ -232,7 +242,7 @@ export function createReplica<V>(opts: ReplicaOptions<V>) {
       ctx.mode = 'closed';
       stopCatchUp?.();
       applier.stop();
-      settleWaiters();
+      waiters.settle();
       await stopParts(ctx, { sync, membership, ...(unwatch ? { unwatch } : {}) });
     },
   };

@@ -24,6 +24,9 @@ export const Attr = {
   ErrorQueue: 'switchyard.error_queue',
   DataQueue: 'switchyard.distributor.data_queue',
   WorkerSession: 'switchyard.distributor.session',
+  DatasetName: 'switchyard.dataset.name',
+  DatasetReplica: 'switchyard.dataset.replica',
+  DatasetBackend: 'switchyard.dataset.backend',
 } as const;
 
 /** Span event names. */
@@ -44,4 +47,6 @@ export const Metrics = {
   Retries: 'switchyard.message.retries',
   ErrorQueueMoves: 'switchyard.message.error_queue_moves',
   QueueDepth: 'switchyard.queue.depth',
+  DatasetVersionsBehind: 'switchyard.dataset.replica.versions_behind',
+  DatasetTimeBehind: 'switchyard.dataset.replica.time_behind',
 } as const;

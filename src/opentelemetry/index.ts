@@ -7,6 +7,7 @@
  *   const telemetry = openTelemetry({ tracerProvider, meterProvider });
  *   const endpoint = createEndpoint(telemetry.instrument({ name: 'Sales', transport, handlers }));
  *   const distributor = await startDistributor({ endpoint: 'Sales', transport: telemetry.traceForwards(transport), store });
+ *   telemetry.observeDatasets();   // the lag of this process's dataset replicas
  */
 import type { MeterProvider, TracerProvider } from '@opentelemetry/api';
 import { api } from './api.js';
@@ -16,7 +17,7 @@ import type { Transport } from '../core/transport.js';
 import type { EndpointOptions } from '../endpoint/endpoint.js';
 import { telemetryBehaviours } from './behaviours.js';
 import { traceForwards } from './forwards.js';
-import { messageMetrics, queueDepthFeature } from './metrics.js';
+import { datasetLagGauges, messageMetrics, queueDepthFeature } from './metrics.js';
 
 export { Attr as TelemetryAttributes, Metrics as TelemetryMetrics, SpanEvents as TelemetrySpanEvents } from './attributes.js';
 
@@ -40,6 +41,11 @@ export interface SwitchyardTelemetry {
   queueDepth(transport: Transport, errorQueue?: string): EndpointFeature | undefined;
   /** A distributor's transport with a span per forwarded message (pass it to startDistributor). */
   traceForwards(transport: Transport): Transport;
+  /**
+   * Reports the lag of every dataset replica this process has open (versions and time behind),
+   * until the returned function is called. Call it once per process: each call adds a reporter.
+   */
+  observeDatasets(): () => void;
 }
 
 const SCOPE = 'switchyard';
@@ -63,6 +69,7 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): SwitchyardTel
       };
     },
     traceForwards: (transport) => (tracer ? traceForwards(tracer, transport) : transport),
+    observeDatasets: () => (meter ? datasetLagGauges(meter) : () => undefined),
   };
   return telemetry;
 }

@@ -1,10 +1,11 @@
 /**
- * The metric instruments (names in attributes.ts, the list in docs/observability.md), and the
+ * The metric instruments (names in attributes.ts, the list in docs/observability.md), the
  * feature that reports queue depth where the transport can count its queues (QueueAdmin): the
- * signal an autoscaler reads.
+ * signal an autoscaler reads, and the lag of this process's dataset replicas.
  */
-import type { Counter, Histogram, Meter, ObservableCallback } from '@opentelemetry/api';
+import type { BatchObservableCallback, Counter, Histogram, Meter, ObservableCallback } from '@opentelemetry/api';
 import type { EndpointFeature } from '../core/feature.js';
+import { openReplicas } from '../datasets/observers.js';
 import type { Address } from '../core/identity.js';
 import { Attr, Metrics } from './attributes.js';
 
@@ -58,4 +59,30 @@ export function queueDepthFeature(meter: Meter, system: string, errorQueue: Addr
       callback = undefined;
     },
   };
+}
+
+/**
+ * Reports how far behind each dataset replica open in this process is, on every collection:
+ * `switchyard.dataset.replica.versions_behind` and `.time_behind` (seconds), read from the
+ * replicas' own knowledge (no store I/O). Returns the function that stops reporting.
+ */
+export function datasetLagGauges(meter: Meter): () => void {
+  const versions = meter.createObservableGauge(Metrics.DatasetVersionsBehind, {
+    unit: '{version}',
+    description: "Versions of the dataset this replica knows the store has and has not applied yet.",
+  });
+  const time = meter.createObservableGauge(Metrics.DatasetTimeBehind, {
+    unit: 's',
+    description: 'How long ago the oldest change this replica has not applied was written (0 when current).',
+  });
+  const callback: BatchObservableCallback = (result) => {
+    for (const replica of openReplicas()) {
+      const lag = replica.lag();
+      const attributes = { [Attr.DatasetName]: replica.dataset, [Attr.DatasetReplica]: replica.instance, [Attr.DatasetBackend]: replica.backend };
+      result.observe(versions, lag.versions, attributes);
+      result.observe(time, lag.ms / 1000, attributes);
+    }
+  };
+  meter.addBatchObservableCallback(callback, [versions, time]);
+  return () => meter.removeBatchObservableCallback(callback, [versions, time]);
 }

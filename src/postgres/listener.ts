@@ -71,18 +71,21 @@ function createExclusiveQueue(connected: () => Promise<pg.Client>) {
   };
 }
 
-/** Reconnects with jittered exponential backoff (50–150 ms at first, up to 2.5–7.5 s); one pending attempt at a time. */
-function createBackoff(reconnect: () => void) {
+/** Reconnects after a jittered exponential backoff (100 ms doubling to 5 s), one timer at a time. */
+function createReconnectBackoff(reconnect: () => void) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let failures = 0;
+  let stopped = false;
+  let lastError: unknown;
   return {
-    /** Failures since the last success: more than 0 means the next success is a reconnect. */
-    get failures() {
-      return failures;
+    /** Why the last attempt failed (or the connection was lost). */
+    get lastError(): unknown {
+      return lastError;
     },
-    failed() {
+    failed(error: unknown) {
+      lastError = error;
       failures++;
-      if (timer) return;
+      if (stopped || timer) return;
       const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
       timer = setTimeout(() => {
         timer = undefined;
@@ -90,29 +93,33 @@ function createBackoff(reconnect: () => void) {
       }, base / 2 + Math.random() * base);
       timer.unref?.();
     },
-    /** Connected, or closing: no attempt pending (one set before a query reconnected would open a second client). */
-    reset() {
+    /** Connected: no retry pending; true when this ends a run of failures (a reconnect). */
+    succeeded(): boolean {
       clearTimeout(timer);
       timer = undefined;
+      const reconnected = failures > 0;
       failures = 0;
+      return reconnected;
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }
 
 export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const watchers = createWatchers<Hint>();
+  const backoff = createReconnectBackoff(() => void connect());
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
-  let lastError: unknown;
   let closed = false;
-  const backoff = createBackoff(() => void connect());
 
-  const failed = (error: unknown) => {
-    lastError = error;
-    if (!closed) backoff.failed();
-  };
-
-  /** Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. */
+  /**
+   * Opens the client, LISTENs, and swaps it in; a reconnect wakes every watcher. A query that
+   * found no client may have reconnected before the backoff timer fired: then the timer finds a
+   * client and opens none (a second one would be left open, never ended).
+   */
   const open = async () => {
     if (client) return;
     const c = await options.connect();
@@ -121,17 +128,15 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
       if (client !== c) return;
       client = undefined;
       c.end().catch(() => undefined);
-      failed(error ?? new Error('the connection ended'));
+      backoff.failed(error ?? new Error('the connection ended'));
     });
     client = c;
-    const reconnected = backoff.failures > 0;
-    backoff.reset();
-    if (reconnected) watchers.wakeAll();
+    if (backoff.succeeded()) watchers.wakeAll();
   };
 
   const connect = (): Promise<void> => {
     connecting ??= open()
-      .catch(failed)
+      .catch((error: unknown) => backoff.failed(error))
       .finally(() => {
         connecting = undefined;
       });
@@ -142,7 +147,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const connected = async (): Promise<pg.Client> => {
     if (closed) throw new Error('the PostgreSQL connection is closed');
     if (!client) await connect();
-    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(lastError)}`);
+    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(backoff.lastError)}`);
     return client;
   };
 
@@ -162,7 +167,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
     exclusive: createExclusiveQueue(connected),
     async close(): Promise<void> {
       closed = true;
-      backoff.reset();
+      backoff.stop();
       await connecting;
       const c = client;
       client = undefined;

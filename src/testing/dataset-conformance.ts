@@ -10,7 +10,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isSwitchyardError, ErrorCodes } from '../core/errors.js';
 import { lineLogger, type Logger } from '../core/logger.js';
-import { openDataset, type Dataset, type DatasetChange, type DatasetOptions, type DatasetStore } from '../datasets/index.js';
+import { openDataset, openReplicas, type Dataset, type DatasetChange, type DatasetOptions, type DatasetStore } from '../datasets/index.js';
 
 export interface DatasetStoreFixture {
   /** A new store instance with its own connection(s), as another process would have. */
@@ -314,6 +314,8 @@ export function datasetStoreConformance(name: string, makeFixture: () => Promise
       await eventually('the reader is reported failing at version 2', async () => (await failingIn())?.version === 2);
       expect(reader.version).toBe(1);
       expect((await reader.status()).failing).toMatchObject({ version: 2, error: 'listener bug' });
+      const lagOf = () => [...openReplicas()].find((r) => r.instance === reader.instance)?.lag();
+      expect(lagOf()?.versions, 'the held reader knows it is behind').toBeGreaterThanOrEqual(1);
       const wait = await writer.waitForVersion(2, { timeoutMs: 100 });
       expect(wait.converged).toBe(false);
       if (!wait.converged) expect(wait.lagging.map((r) => [r.instance, r.applied, r.failing?.error])).toEqual([[reader.instance, 1, 'listener bug']]);
@@ -326,6 +328,7 @@ export function datasetStoreConformance(name: string, makeFixture: () => Promise
       expect(reader.version).toBe(1);
       broken = false;
       await eventually('the reader catches up once the listener succeeds', () => reader.version === writer.version, 10_000);
+      expect(lagOf()).toEqual({ versions: 0, ms: 0 });
       expect(seen).toEqual([2, 3]);
       expect(other).toEqual([2, 3]); // the listener that succeeded is not called again
       expect(logger.lines.filter((l) => l.includes('an onChange listener threw at version 2: listener bug; held at version 1'))).toHaveLength(1);
