@@ -3,7 +3,7 @@
  * cross-process doorbell behind QueueSignals. All signal files of a database live in
  * `<db>-switchyard-signals/`. A doorbell is only a hint: every waiter keeps a fallback timer.
  */
-import { closeSync, constants, mkdirSync, openSync, watch, write, type FSWatcher } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, watch, writeSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 
 const TOUCH = Buffer.from([1]);
@@ -14,45 +14,17 @@ export function signalDirectory(dbPath: string): string {
 
 export class SignalFile {
   private fd: number | undefined;
-  private ringing = false;
-  private again = false;
-  private closeAfterRing = false;
 
   constructor(private readonly file: string) {}
 
-  /**
-   * Rings the bell. Failures are ignored: waiters then find out by their fallback timer.
-   * Asynchronous: a write to the file can wait behind another process's fsync on the same disk,
-   * and a synchronous one stalled the whole event loop meanwhile (4-7% of a distributor's and a
-   * worker's wall time). Rings asked for while one is in flight become one more ring after it.
-   */
+  /** Rings the bell. Failures are ignored: waiters then find out by their fallback timer. */
   touch(): void {
-    if (this.ringing) {
-      this.again = true;
-      return;
-    }
-    let fd: number;
     try {
-      fd = this.open();
+      // Not O_APPEND: the byte is rewritten in place, so the file never grows.
+      writeSync(this.open(), TOUCH, 0, 1, 0);
     } catch {
       this.closeFd();
-      return;
     }
-    this.ringing = true;
-    // Not O_APPEND: the byte is rewritten in place, so the file never grows.
-    write(fd, TOUCH, 0, 1, 0, (error) => {
-      this.ringing = false;
-      if (error || this.closeAfterRing) {
-        this.closeAfterRing = false;
-        this.again = false;
-        this.closeFd();
-        return;
-      }
-      if (this.again) {
-        this.again = false;
-        this.touch();
-      }
-    });
   }
 
   /**
@@ -95,15 +67,7 @@ export class SignalFile {
     return this.fd;
   }
 
-  /**
-   * Never while a write is in flight: the descriptor's number could be reused by the next file
-   * opened (the database) before the write runs, and the byte would land there. Closed once it ends.
-   */
   private closeFd(): void {
-    if (this.ringing) {
-      this.closeAfterRing = true;
-      return;
-    }
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
   }
