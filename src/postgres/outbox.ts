@@ -57,8 +57,8 @@ function statements(s: string) {
 /**
  * One unit of work on the application's database: BEGIN, the inbox check, the handlers' SQL on
  * the same client, then `finish` and COMMIT. The inbox row is written at the end, with the
- * record, rather than first: one round trip fewer per message, and a concurrent copy that got
- * past the check still keeps nothing (its `finish` finds the row and it rolls back).
+ * record, rather than first: no row lock is held while the handlers run, and a concurrent copy
+ * that got past the check still keeps nothing (its `finish` finds the row and it rolls back).
  */
 async function unitOfWork<T>(client: pg.PoolClient, sql: ReturnType<typeof statements>, owner: string, leaseMs: number, work: (tx: OutboxTransaction) => Promise<T>) {
   let processed: [string, string] | undefined;
