@@ -38,7 +38,8 @@ const MIGRATIONS: readonly PostgresMigration[] = [
 
 function statements(s: string) {
   return {
-    processed: `SELECT 1 FROM ${s}.inbox WHERE endpoint = $1 AND message_id = $2`,
+    /** The inbox check with its values as literals already escaped (it goes with BEGIN, in the simple protocol). */
+    processed: (endpoint: string, messageId: string) => `SELECT 1 FROM ${s}.inbox WHERE endpoint = ${endpoint} AND message_id = ${messageId}`,
     /**
      * The end of a unit of work, one statement: the inbox row (when there is an incoming message)
      * and a record per stored batch (ids handed out in batch order), the records only when the
@@ -56,18 +57,31 @@ function statements(s: string) {
 
 /**
  * One unit of work on the application's database: BEGIN, the inbox check, the handlers' SQL on
- * the same client, then `finish` and COMMIT. The inbox row is written at the end, with the
- * record, rather than first: no row lock is held while the handlers run, and a concurrent copy
- * that got past the check still keeps nothing (its `finish` finds the row and it rolls back).
+ * the same client, then `finish` and COMMIT. BEGIN is sent lazily: with the inbox check as one
+ * simple-protocol round trip (the check's values as escaped literals), or before the handlers'
+ * first query; a unit with neither runs `finish` alone, one statement and atomic by itself.
+ * The inbox row is written at the end, with the records: no row lock is held while the handlers
+ * run, and a concurrent copy that got past the check keeps nothing (its `finish` finds the row
+ * and it rolls back). Returns whether a transaction was begun (to COMMIT or ROLLBACK).
  */
 async function unitOfWork<T>(client: pg.PoolClient, sql: ReturnType<typeof statements>, owner: string, leaseMs: number, work: (tx: OutboxTransaction) => Promise<T>) {
   let processed: [string, string] | undefined;
+  let begun: Promise<unknown> | undefined;
+  const begin = () => (begun ??= client.query('BEGIN'));
   const batches: (readonly Outgoing[])[] = [];
   const value = await work({
-    session: new PostgresTransactionSession(client),
+    session: new PostgresTransactionSession(client, begin),
     async markProcessed(endpoint, messageId) {
-      const seen = await client.query({ name: preparedName(sql.processed), text: sql.processed, values: [endpoint, messageId] });
-      if (seen.rowCount !== 0) return false;
+      const check = sql.processed(client.escapeLiteral(endpoint), client.escapeLiteral(messageId));
+      let rows: number | null;
+      if (begun) {
+        await begun;
+        rows = (await client.query(check)).rowCount;
+      } else {
+        begun = client.query(`BEGIN; ${check}`);
+        rows = ((await begun) as unknown as pg.QueryResult[])[1]!.rowCount;
+      }
+      if (rows !== 0) return false;
       processed = [endpoint, messageId];
       return true;
     },
@@ -78,7 +92,7 @@ async function unitOfWork<T>(client: pg.PoolClient, sql: ReturnType<typeof state
   const values = [processed?.[0] ?? null, processed?.[1] ?? null, batches.map((batch) => JSON.stringify(batch)), owner, leaseMs];
   const { rows } = await client.query<{ fresh: number; ids: string[] }>({ name: preparedName(sql.finish), text: sql.finish, values });
   const duplicate = processed !== undefined && rows[0]!.fresh === 0;
-  return { value, duplicate, records: rows[0]!.ids.map((id, i): OutboxRecord => ({ id, token: 1, batch: batches[i]! })) };
+  return { value, duplicate, begun: begun !== undefined, records: rows[0]!.ids.map((id, i): OutboxRecord => ({ id, token: 1, batch: batches[i]! })) };
 }
 
 export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxStore {
@@ -106,9 +120,8 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
     async transaction(owner, leaseMs, work) {
       const client = await pool.connect();
       try {
-        await client.query('BEGIN');
-        const done = await unitOfWork(client, sql, owner, leaseMs, work);
-        await client.query(done.duplicate ? 'ROLLBACK' : 'COMMIT');
+        const { begun, ...done } = await unitOfWork(client, sql, owner, leaseMs, work);
+        if (begun) await client.query(done.duplicate ? 'ROLLBACK' : 'COMMIT');
         return done.duplicate ? { value: done.value, records: [], duplicate: true } : done;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => undefined);

@@ -88,15 +88,20 @@ export class PostgresSession implements StorageSession {
 }
 
 /**
- * The unit of work of a PostgreSQL outbox (src/postgres/outbox.ts): a transaction the outbox has
- * already begun, on the application's database, whatever the transport.
+ * The unit of work of a PostgreSQL outbox (src/postgres/outbox.ts): a transaction of the outbox,
+ * on the application's database, whatever the transport.
  */
 export class PostgresTransactionSession implements StorageSession {
   readonly storage = STORAGE;
-  constructor(private readonly transaction: pg.PoolClient) {}
+  constructor(
+    private readonly transaction: pg.PoolClient,
+    /** Begins the transaction if the outbox has not yet (it sends BEGIN lazily). */
+    private readonly begin: () => Promise<unknown>,
+  ) {}
 
-  client(): Promise<pg.ClientBase> {
-    return Promise.resolve(this.transaction);
+  async client(): Promise<pg.ClientBase> {
+    await this.begin();
+    return this.transaction;
   }
 
   /** The outbox rolls the transaction back when the handler throws: nothing to forget here. */
