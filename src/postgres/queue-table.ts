@@ -106,6 +106,14 @@ export interface QueueTableSettings {
   readonly where: string;
 }
 
+/**
+ * Group writes run at most two at a time; what is asked meanwhile joins the next group. A commit
+ * that NOTIFYs holds PostgreSQL's notification queue lock through its WAL flush, so parallel
+ * group writes only queue behind each other: at 1,000 sends/s with up to five in flight a group
+ * statement took 4.1 ms (p50) and a send 5–7 ms; with one or two, 0.4–0.8 ms and 1.4–2.0 ms.
+ */
+const GROUP_WRITES_IN_FLIGHT = 2;
+
 /** The connections of one open transport and the operations on its tables. */
 export class PostgresQueueTable {
   readonly sql: Statements;
@@ -134,9 +142,8 @@ export class PostgresQueueTable {
     const base = PostgresQueueTable.clientConfig(options, main.pool);
     const bookkeeping = new pgDriver.Pool({ ...base, max: 3, options: `${base.options ?? ''} -c synchronous_commit=off`.trim() });
     bookkeeping.on('error', () => undefined);
-    // At most half the pool carries group writes; the rest is for units of work and the admin.
     const groupWrite = statements(settings.s).groupWrite;
-    const writes = new WriteBatcher((text, values) => main.pool.query({ name: preparedName(text), text, values }), groupWrite, settings.channel, Math.max(1, Math.floor((options.maxConnections ?? 10) / 2)));
+    const writes = new WriteBatcher((text, values) => main.pool.query({ name: preparedName(text), text, values }), groupWrite, settings.channel, GROUP_WRITES_IN_FLIGHT);
     return new PostgresQueueTable(settings, main, bookkeeping, writes);
   }
 
