@@ -5,7 +5,7 @@
  * backoff (the others are not called twice), and nothing after it is applied until they succeed.
  */
 import { isDelete, appliedOps } from './records.js';
-import { toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext } from './replica.js';
+import { toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext } from './replica-context.js';
 import type { LogRecord, ReplicaFailure, Snapshot } from './store.js';
 
 type Listener<V> = (change: DatasetChange<V>) => void;

@@ -9,7 +9,7 @@
  *                    behind counts from the first change it fell behind on.
  * A replica that cannot reach the store knows no newer head: it says 0 here and `stale` in status.
  */
-import type { ReplicaContext } from './replica.js';
+import type { ReplicaContext } from './replica-context.js';
 
 export interface ReplicaLag {
   readonly versions: number;

@@ -8,7 +8,7 @@
  * lease / 3 and one per stage vote; the store load formula in docs/data-distribution.md.
  */
 import { setRepeatingTimer } from '../core/clock.js';
-import type { ReplicaContext } from './replica.js';
+import type { ReplicaContext } from './replica-context.js';
 import type { ReplicaFailure, ReplicaReport, StageVote } from './store.js';
 
 const MAX_VOTES = 16;

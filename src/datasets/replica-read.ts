@@ -9,7 +9,7 @@
 import { corruptError } from './records.js';
 import { readHead } from './replica-lag.js';
 import type { Applier } from './replica-apply.js';
-import type { ReplicaContext } from './replica.js';
+import type { ReplicaContext } from './replica-context.js';
 import type { LogRecord, ReadResult } from './store.js';
 
 const PAGE = 500;

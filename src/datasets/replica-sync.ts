@@ -6,7 +6,7 @@
 import type { Applier } from './replica-apply.js';
 import { sawVersion } from './replica-lag.js';
 import { createLogReader, replicaName } from './replica-read.js';
-import type { ReplicaContext } from './replica.js';
+import type { ReplicaContext } from './replica-context.js';
 import type { LogRecord } from './store.js';
 
 export interface SyncHooks {

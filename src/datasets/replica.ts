@@ -16,77 +16,18 @@
  *
  * The pieces: replica-apply.ts (memory and listeners), replica-read.ts (reading the log),
  * replica-sync.ts (scheduling reads, retries, staleness),
- * replica-membership.ts (heartbeats and votes); this file wires them and owns start and stop.
+ * replica-membership.ts (heartbeats and votes), replica-context.ts (what they share); this file
+ * wires them and owns start and stop.
  */
-import { setRepeatingTimer, type Clock } from '../core/clock.js';
-import type { Logger } from '../core/logger.js';
-import { isDelete } from './records.js';
+import { setRepeatingTimer } from '../core/clock.js';
 import { createApplier, type Applier } from './replica-apply.js';
 import { replicaLag, sawVersion } from './replica-lag.js';
 import { createMembership, type ReplicaMembership } from './replica-membership.js';
 import { createSyncLoop, type ReplicaSync } from './replica-sync.js';
-import type { DatasetStore, EntryOp, JsonValue, LogRecord, Snapshot } from './store.js';
+import { toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext, type ReplicaMode, type ReplicaOptions, type StageValidator } from './replica-context.js';
+import type { JsonValue, LogRecord, Snapshot } from './store.js';
 
-export interface Entry<V> {
-  readonly value: V;
-  readonly version: number;
-}
-
-export interface KeyChange<V> {
-  readonly key: string;
-  /** Undefined when the key was deleted. */
-  readonly value: V | undefined;
-  readonly deleted: boolean;
-}
-
-/** What onChange listeners receive: one per version that changed entries, or one per resync. */
-export interface DatasetChange<V> {
-  readonly version: number;
-  /** `write`: a set/delete/batch; `activate`: a staged change switched on; `resync`: a snapshot replaced the data (changes is the diff). */
-  readonly kind: 'write' | 'activate' | 'resync';
-  readonly changes: readonly KeyChange<V>[];
-}
-
-/** Decides whether this replica accepts a staged change; return a reason to reject. */
-export type StageValidator<V> = (
-  changes: readonly KeyChange<V>[],
-) => string | undefined | Promise<string | undefined>;
-
-export interface ReplicaOptions<V> {
-  dataset: string;
-  store: DatasetStore;
-  instance: string;
-  logger: Logger;
-  clock: Clock;
-  leaseMs: number;
-  stalenessMs: number;
-  catchUpMs: number;
-  /** Applied versions are written to membership at most once per this many ms (see replica-membership.ts). */
-  reportMs: number;
-  validate: StageValidator<V> | undefined;
-}
-
-export type ReplicaMode = 'starting' | 'live' | 'disconnected' | 'closed';
-
-/** The options plus the state the pieces share. */
-export interface ReplicaContext extends Omit<ReplicaOptions<unknown>, 'validate'> {
-  mode: ReplicaMode;
-  applied: number;
-  /** The store generation `applied` belongs to ('' until the store has one). */
-  generation: string;
-  lastConfirmedAt: number;
-  /** The store's head as far as this replica knows, and since when it has been behind it (replica-lag.ts). */
-  knownHead: number;
-  behindSince: number | undefined;
-}
-
-export function toKeyChanges<V>(ops: readonly EntryOp[]): KeyChange<V>[] {
-  return ops.map((op) =>
-    isDelete(op)
-      ? { key: op.key, value: undefined, deleted: true }
-      : { key: op.key, value: op.value as V, deleted: false },
-  );
-}
+export type { DatasetChange, Entry, KeyChange, ReplicaMode, StageValidator } from './replica-context.js';
 
 /** Writes waiting for a version to be in memory (a held version is in memory; its listener is retried). */
 function createWaiters(ctx: ReplicaContext, held: () => number | undefined) {

@@ -14,14 +14,34 @@
 import { asError, ErrorCodes, isSwitchyardError } from '../core/errors.js';
 import type { SettleOutcome } from '../core/feature.js';
 import { Headers } from '../core/headers.js';
-import type { PipelineStep, Settlement } from '../core/pipeline.js';
-import type { Outgoing } from '../core/transport.js';
+import type { Clock } from '../core/clock.js';
+import type { EndpointFeature } from '../core/feature.js';
+import type { Address, InstanceIdentity } from '../core/identity.js';
+import type { IncomingContext, PipelineStep, Settlement } from '../core/pipeline.js';
+import type { Outgoing, Transport } from '../core/transport.js';
 import { safeText } from '../core/wire-headers.js';
-import type { IncomingMessage } from '../endpoint/incoming.js';
 import { delayedRetryHeaders, delayedRoundOf, errorQueueHeaders, immediateRetryHeaders } from './failure-headers.js';
-import { decide, type RecoverabilityAction } from './policy.js';
+import { decide, type RecoverabilityAction, type RecoverabilityConfig } from './policy.js';
 
-export const settle: PipelineStep<IncomingMessage> = {
+/** What settling needs of a message in the incoming pipeline (the endpoint's IncomingMessage is one). */
+export interface SettlingMessage extends IncomingContext {
+  settlement: Settlement | undefined;
+  readonly outgoing: Outgoing[];
+  /** What the envelope check found wrong with the message, if anything (it then goes to the error queue). */
+  readonly envelopeProblem: string | undefined;
+  /** Frees the pump's slot: only the settlement is left. */
+  readonly release: () => void;
+  readonly deps: {
+    readonly features: readonly EndpointFeature[];
+    readonly recoverability: RecoverabilityConfig;
+    readonly identity: InstanceIdentity;
+    readonly transport: Transport;
+    readonly clock: Clock;
+    publicAddress(): Address;
+  };
+}
+
+export const settle: PipelineStep<SettlingMessage> = {
   name: 'settle',
   async run(ctx, next) {
     try {
@@ -44,7 +64,7 @@ export const settle: PipelineStep<IncomingMessage> = {
 
 const HANDLED: Settlement = { outcome: 'handled' };
 
-async function complete(ctx: IncomingMessage, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {
+async function complete(ctx: SettlingMessage, outgoing: Outgoing[], outcome: SettleOutcome): Promise<void> {
   for (const feature of ctx.deps.features) {
     const extra = feature.onSettled?.(ctx.message, outcome);
     if (extra) outgoing.push(...extra);
@@ -52,7 +72,7 @@ async function complete(ctx: IncomingMessage, outgoing: Outgoing[], outcome: Set
   await ctx.receipt.complete(outgoing);
 }
 
-function decision(ctx: IncomingMessage, error: Error, attempts: number): RecoverabilityAction {
+function decision(ctx: SettlingMessage, error: Error, attempts: number): RecoverabilityAction {
   // Retrying cannot make an unreadable message readable, and a policy must not be handed its headers.
   if (ctx.envelopeProblem !== undefined) return { kind: 'error', reason: `malformed envelope: ${ctx.envelopeProblem}` };
   return decide(ctx.deps.recoverability, {
@@ -64,7 +84,7 @@ function decision(ctx: IncomingMessage, error: Error, attempts: number): Recover
   });
 }
 
-async function recover(ctx: IncomingMessage, error: Error): Promise<void> {
+async function recover(ctx: SettlingMessage, error: Error): Promise<void> {
   const { deps, message, receipt } = ctx;
   const logger = ctx.logger;
   const attempts = ctx.attempts;
