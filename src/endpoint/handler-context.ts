@@ -8,15 +8,19 @@ import type { HandlerContext } from '../core/context.js';
 import type { HeaderMap } from '../core/headers.js';
 import type { Logger } from '../core/logger.js';
 import type { StorageSession } from '../core/transport.js';
-import type { IncomingMessage } from './incoming.js';
+import type { IncomingContext } from '../core/pipeline.js';
+import type { OutgoingBuilder } from './outgoing.js';
+
+/** What a handler's context reads of the message being handled (the incoming pipeline's IncomingMessage). */
+export type HandledMessage = Pick<IncomingContext, 'message' | 'attempts' | 'signal' | 'unitOfWork' | 'logger'> & { readonly sends: OutgoingBuilder };
 
 export class MessageHandlerContext implements HandlerContext {
-  readonly #incoming: IncomingMessage;
+  readonly #incoming: HandledMessage;
   #methods: Pick<HandlerContext, 'send' | 'sendLocal' | 'publish' | 'reply'> | undefined;
   #logger: Logger | undefined;
 
   constructor(
-    incoming: IncomingMessage,
+    incoming: HandledMessage,
     readonly messageType: string,
   ) {
     this.#incoming = incoming;
