@@ -4,8 +4,9 @@
  * memory, but `applied` stays at the version before, the listeners that threw are retried with
  * backoff (the others are not called twice), and nothing after it is applied until they succeed.
  */
+import { backoffDelay } from '../core/backoff.js';
 import { isDelete, appliedOps } from './records.js';
-import { toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext } from './replica-context.js';
+import { replicaName, toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext } from './replica-context.js';
 import type { LogRecord, ReplicaFailure, Snapshot } from './store.js';
 
 type Listener<V> = (change: DatasetChange<V>) => void;
@@ -58,12 +59,11 @@ function createListenerHold<V>(ctx: ReplicaContext, hooks: Omit<ApplierHooks, 's
   const listeners = new Set<Listener<V>>();
   let held: { version: number; change: DatasetChange<V>; remaining: Set<Listener<V>>; failure: ReplicaFailure } | undefined;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  const name = `dataset "${ctx.dataset}" (${ctx.instance})`;
+  const name = replicaName(ctx);
 
   const scheduleRetry = () => {
     if (!held || ctx.mode === 'closed') return;
-    const base = Math.min(5000, 100 * 2 ** Math.min(held.failure.attempts - 1, 6));
-    retryTimer = setTimeout(retry, base / 2 + Math.random() * base);
+    retryTimer = setTimeout(retry, backoffDelay(held.failure.attempts - 1, 100, 5000));
     retryTimer.unref?.();
   };
 

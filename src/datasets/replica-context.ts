@@ -68,3 +68,6 @@ export function toKeyChanges<V>(ops: readonly EntryOp[]): KeyChange<V>[] {
       : { key: op.key, value: op.value as V, deleted: false },
   );
 }
+
+/** How log lines name a replica: its dataset and instance. */
+export const replicaName = (ctx: Pick<ReplicaContext, 'dataset' | 'instance'>) => `dataset "${ctx.dataset}" (${ctx.instance})`;

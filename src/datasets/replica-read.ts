@@ -9,12 +9,11 @@
 import { corruptError } from './records.js';
 import { readHead } from './replica-lag.js';
 import type { Applier } from './replica-apply.js';
-import type { ReplicaContext } from './replica-context.js';
+import { replicaName, type ReplicaContext } from './replica-context.js';
 import type { LogRecord, ReadResult } from './store.js';
 
 const PAGE = 500;
 
-export const replicaName = (ctx: ReplicaContext) => `dataset "${ctx.dataset}" (${ctx.instance})`;
 
 /** The store lost data when its generation changed or its head is below what we applied. */
 function lossOf(ctx: ReplicaContext, r: ReadResult): string | undefined {

@@ -3,10 +3,11 @@
  * during a read coalesce into one more), retries with jittered backoff when the store is
  * unreachable, applies records handed over without a read, and warns when the replica is stale.
  */
+import { createBackoff } from '../core/backoff.js';
 import type { Applier } from './replica-apply.js';
 import { sawVersion } from './replica-lag.js';
-import { createLogReader, replicaName } from './replica-read.js';
-import type { ReplicaContext } from './replica-context.js';
+import { replicaName, type ReplicaContext } from './replica-context.js';
+import { createLogReader } from './replica-read.js';
 import type { LogRecord } from './store.js';
 
 export interface SyncHooks {
@@ -33,36 +34,13 @@ function createStalenessReport(ctx: ReplicaContext, isStale: () => boolean) {
   };
 }
 
-/** Retries a failed read after a jittered exponential backoff, so many replicas do not reconnect in step. */
-function createRetry(ctx: ReplicaContext, retry: () => void) {
-  let failures = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return {
-    failed() {
-      failures++;
-      if (ctx.mode === 'closed' || timer) return;
-      const base = Math.min(2000, 50 * 2 ** Math.min(failures, 6));
-      timer = setTimeout(() => {
-        timer = undefined;
-        retry();
-      }, base / 2 + Math.random() * base);
-      timer.unref?.();
-    },
-    succeeded() {
-      failures = 0;
-    },
-    stop() {
-      clearTimeout(timer);
-    },
-  };
-}
-
 export function createSyncLoop<V>(ctx: ReplicaContext, applier: Applier<V>, hooks: SyncHooks) {
   const { store, logger, clock } = ctx;
   const name = replicaName(ctx);
   const reader = createLogReader(ctx, applier);
   const staleness = createStalenessReport(ctx, hooks.isStale);
-  const retry = createRetry(ctx, () => void requestSync());
+  // A failed read is tried again 50 ms doubling to 2 s later (jittered: replicas do not reconnect in step).
+  const retry = createBackoff(() => void requestSync(), 50, 2000);
   let syncing: Promise<void> | undefined;
   let again = false;
 

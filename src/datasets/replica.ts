@@ -24,7 +24,7 @@ import { createApplier, type Applier } from './replica-apply.js';
 import { replicaLag, sawVersion } from './replica-lag.js';
 import { createMembership, type ReplicaMembership } from './replica-membership.js';
 import { createSyncLoop, type ReplicaSync } from './replica-sync.js';
-import { toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext, type ReplicaMode, type ReplicaOptions, type StageValidator } from './replica-context.js';
+import { replicaName, toKeyChanges, type DatasetChange, type Entry, type KeyChange, type ReplicaContext, type ReplicaMode, type ReplicaOptions, type StageValidator } from './replica-context.js';
 import type { JsonValue, LogRecord, Snapshot } from './store.js';
 
 export type { DatasetChange, Entry, KeyChange, ReplicaMode, StageValidator } from './replica-context.js';
@@ -70,7 +70,7 @@ async function loadFirstCopy<V>(ctx: ReplicaContext, applier: Applier<V>, sync: 
     return;
   }
   const snap = await ctx.store.snapshot(ctx.dataset);
-  ctx.logger.info(`dataset "${ctx.dataset}" (${ctx.instance}): starting from snapshot ${snap.version}`);
+  ctx.logger.info(`${replicaName(ctx)}: starting from snapshot ${snap.version}`);
   applier.install(snap, false);
 }
 
@@ -102,7 +102,7 @@ async function stopParts(ctx: ReplicaContext, parts: { sync: { stop(): Promise<v
   await parts.membership.stop();
   if (parts.unwatch) await parts.unwatch().catch((e: unknown) => errors.push(e));
   await ctx.store.leave(ctx.dataset, ctx.instance).catch((e: unknown) => errors.push(e));
-  if (errors.length > 0) ctx.logger.warn(`dataset "${ctx.dataset}" (${ctx.instance}): close: ${errors.map(String).join('; ')}`);
+  if (errors.length > 0) ctx.logger.warn(`${replicaName(ctx)}: close: ${errors.map(String).join('; ')}`);
 }
 
 /**

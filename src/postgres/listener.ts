@@ -10,6 +10,7 @@
  * with its own backoff); it never waits for the reconnect and never throws at the process.
  */
 import type pg from 'pg';
+import { createBackoff } from '../core/backoff.js';
 
 export interface ListenerOptions<Hint> {
   channel: string;
@@ -71,46 +72,15 @@ function createExclusiveQueue(connected: () => Promise<pg.Client>) {
   };
 }
 
-/** Reconnects after a jittered exponential backoff (100 ms doubling to 5 s), one timer at a time. */
-function createReconnectBackoff(reconnect: () => void) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let failures = 0;
-  let stopped = false;
-  let lastError: unknown;
-  return {
-    /** Why the last attempt failed (or the connection was lost). */
-    get lastError(): unknown {
-      return lastError;
-    },
-    failed(error: unknown) {
-      lastError = error;
-      failures++;
-      if (stopped || timer) return;
-      const base = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
-      timer = setTimeout(() => {
-        timer = undefined;
-        reconnect();
-      }, base / 2 + Math.random() * base);
-      timer.unref?.();
-    },
-    /** Connected: no retry pending; true when this ends a run of failures (a reconnect). */
-    succeeded(): boolean {
-      clearTimeout(timer);
-      timer = undefined;
-      const reconnected = failures > 0;
-      failures = 0;
-      return reconnected;
-    },
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
-    },
-  };
-}
-
 export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const watchers = createWatchers<Hint>();
-  const backoff = createReconnectBackoff(() => void connect());
+  // Reconnects 100 ms doubling to 5 s after a drop or a refused connect (both jittered).
+  const backoff = createBackoff(() => void connect(), 100, 5000);
+  let lastError: unknown;
+  const failed = (error: unknown) => {
+    lastError = error;
+    backoff.failed();
+  };
   let client: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let closed = false;
@@ -128,7 +98,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
       if (client !== c) return;
       client = undefined;
       c.end().catch(() => undefined);
-      backoff.failed(error ?? new Error('the connection ended'));
+      failed(error ?? new Error('the connection ended'));
     });
     client = c;
     if (backoff.succeeded()) watchers.wakeAll();
@@ -136,7 +106,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
 
   const connect = (): Promise<void> => {
     connecting ??= open()
-      .catch((error: unknown) => backoff.failed(error))
+      .catch(failed)
       .finally(() => {
         connecting = undefined;
       });
@@ -147,7 +117,7 @@ export function createListener<Hint = never>(options: ListenerOptions<Hint>) {
   const connected = async (): Promise<pg.Client> => {
     if (closed) throw new Error('the PostgreSQL connection is closed');
     if (!client) await connect();
-    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(backoff.lastError)}`);
+    if (!client) throw new Error(`cannot connect to PostgreSQL: ${String(lastError)}`);
     return client;
   };
 
