@@ -20,7 +20,7 @@ import type {
   AppendOptions, Appended, DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot,
 } from '../datasets/store.js';
 import { createListener } from './listener.js';
-import { pgDriver } from './pool.js';
+import { inTransaction, pgDriver, withinTransaction } from './pool.js';
 
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
@@ -197,24 +197,8 @@ function openConnections(options: PostgresDatasetStoreOptions, channel: string, 
   const db: Queryable = pool ?? { query: (text, values) => listener.exclusive((c) => c.query(text, values)) };
 
   async function transaction<T>(isolation: string, body: (c: Queryable) => Promise<T>): Promise<T> {
-    const inside = async (client: Queryable) => {
-      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      try {
-        const result = await body(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
-    };
-    if (!pool) return listener.exclusive(inside);
-    const client = await pool.connect();
-    try {
-      return await inside(client);
-    } finally {
-      client.release();
-    }
+    const begin = `BEGIN ISOLATION LEVEL ${isolation}`;
+    return pool ? inTransaction(pool, body, begin) : listener.exclusive((client) => withinTransaction(client, body, begin));
   }
 
   return {

@@ -74,17 +74,24 @@ export function preparedName(text: string): string {
   return name;
 }
 
-/** Runs `work` on one pooled client between BEGIN and COMMIT (ROLLBACK when it throws). */
-export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/** Runs `work` on `client` between `begin` and COMMIT (ROLLBACK when it throws). */
+export async function withinTransaction<C extends { query(text: string): Promise<unknown> }, T>(client: C, work: (client: C) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  await client.query(begin);
   try {
-    await client.query('BEGIN');
     const value = await work(client);
     await client.query('COMMIT');
     return value;
   } catch (error) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw error;
+  }
+}
+
+/** Runs `work` in a transaction on one pooled client (`begin`: e.g. `BEGIN ISOLATION LEVEL SERIALIZABLE`). */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await withinTransaction(client, work, begin);
   } finally {
     client.release();
   }

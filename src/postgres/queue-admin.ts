@@ -2,7 +2,7 @@
 import type pg from 'pg';
 import type { Outgoing, QueueAdmin } from '../core/transport.js';
 import { MAX_ID_CHARS } from '../core/wire-headers.js';
-import { NOW_MS, unreachable } from './pool.js';
+import { inTransaction, NOW_MS, unreachable } from './pool.js';
 import { statements, toMessage, TOKEN_FLOOR, type PostgresQueueTable, type QueueTableSettings, type Row } from './queue-table.js';
 import { groupWriteValues } from './write-batcher.js';
 
@@ -28,11 +28,7 @@ export function postgresQueueAdmin({ s, channel, where }: QueueTableSettings, op
       // message id, or row-<seq>): such rows are selected too and matched on that id here.
       const seqs = ids.flatMap((id) => (/^row-\d{1,15}$/.test(id) ? [id.slice(4)] : []));
       const wanted = new Set(ids);
-      const client = await opened().pool.connect().catch((error: unknown) => {
-        throw unreachable(error, where);
-      });
-      try {
-        await client.query('BEGIN');
+      return inTransaction(opened().pool, async (client) => {
         const rows = (await client.query<Row>(
           `SELECT seq, id, headers, body FROM ${s}.messages WHERE queue = $1 AND (id = ANY($2::text[]) OR id = '' OR length(id) > ${MAX_ID_CHARS}
            OR seq = ANY($3::bigint[])) ORDER BY seq FOR UPDATE`, [address, [...ids], seqs],
@@ -41,14 +37,10 @@ export function postgresQueueAdmin({ s, channel, where }: QueueTableSettings, op
         await checkDestinations(outgoing);
         await client.query(`DELETE FROM ${s}.messages WHERE seq = ANY($1::bigint[])`, [rows.map((r) => r.seq)]);
         if (outgoing.length > 0) await client.query(groupWrite, groupWriteValues([{ remove: undefined, outgoing }], channel));
-        await client.query('COMMIT');
         return [...new Set(rows.map((row) => toMessage(row).id))];
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+      }).catch((error: unknown) => {
         throw unreachable(error, where);
-      } finally {
-        client.release();
-      }
+      });
     },
     async moveAll(from, to, moveOptions = {}) {
       await checkDestinations([{ destination: to, message: { id: '', headers: {}, body: '' } }]);
