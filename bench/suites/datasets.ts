@@ -8,7 +8,7 @@
  *                                SQLite: every process polls one row at the store's poll interval).
  *                                Settings report store writes per change (the append plus membership
  *                                writes, counted in the children) and, on PostgreSQL, connections per
- *                                replica. PostgreSQL at 100 runs on a private server (bench/private-postgres.ts).
+ *                                replica. PostgreSQL at 100 runs on a private server (test/transports/fixtures/private-postgres.ts).
  *   dataset.pubsub-events.converge-10  the comparison the issue asks for: the same writes pushed as a
  *                                Switchyard event on SQLite to 10 processes, each subscribed as a logical
  *                                endpoint of its own (publish/subscribe reaches one instance per logical
@@ -32,7 +32,7 @@ import type { BenchChildConfig, BenchChildMessage, Broadcast } from '../../test/
 import type { BenchEventChildConfig } from '../../test/datasets/fixtures/bench-event-child.js';
 import { openStore, type StoreSpec } from '../../test/datasets/fixtures/stores.js';
 import { forkReplicas, stopReplicas } from '../../test/datasets/fixtures/replica-fleet.js';
-import { startPrivatePostgres } from '../private-postgres.js';
+import { privatePostgresSkipReason, startPrivatePostgres } from '../../test/transports/fixtures/private-postgres.js';
 import { nodeScript } from '../../src/testing/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../../src/core/clock.js';
@@ -177,7 +177,7 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas:
   }
   const closers: (() => Promise<unknown> | void)[] = [];
   // 100 replica and 100 baseline connections do not fit the shared server (max_connections 100).
-  const privatePg = backend === 'postgres' && replicas > 40 ? await startPrivatePostgres(replicas * 2 + 50) : undefined;
+  const privatePg = backend === 'postgres' && replicas > 40 && !privatePostgresSkipReason ? await startPrivatePostgres({ maxConnections: replicas * 2 + 50 }) : undefined;
   if (backend === 'postgres' && replicas > 40 && !privatePg) {
     log(`${row}: skipped: needs a private PostgreSQL (pg_ctl, initdb) for ${replicas * 2} connections`);
     return undefined;
