@@ -95,8 +95,8 @@ interface Converge {
 }
 
 /**
- * Issues writes at RATE, each marked at `now()`, and waits until every replica reported it or a
- * later id (a polling baseline skips values it never saw; the latest value subsumes them).
+ * Issues writes at RATE (open loop), each timed from when it was due, and waits until every
+ * replica reported it or a later id (a polling baseline skips values it never saw; the latest value subsumes them).
  */
 async function drive(
   children: ChildProcess[],
@@ -125,14 +125,17 @@ async function drive(
   };
   for (let i = 0; i < WARMUP; i++) await waitAll(await write(i));
   const started = new Map<number, number>();
+  const writes: Promise<unknown>[] = [];
   const t0 = now();
   for (let i = 0; i < WRITES; i++) {
     const due = t0 + (i * 1000) / RATE;
     const wait = due - now();
     if (wait > 0) await sleep(wait);
-    const at = now();
-    started.set(await write(WARMUP + i), at);
+    // Open loop: a write is made when it is due, whatever the ones before it are doing, and timed
+    // from then (no coordinated omission: a slow write cannot push the ones behind it later).
+    writes.push(write(WARMUP + i).then((id) => started.set(id, due)));
   }
+  await Promise.all(writes);
   const elapsed = (now() - t0) / 1000;
   await waitAll(Math.max(...started.keys()));
   children.forEach((child, index) => child.off('message', listeners[index]!));

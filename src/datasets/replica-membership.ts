@@ -2,10 +2,12 @@
  * The replica's membership: heartbeats that report its applied version (and generation, votes,
  * failure) with a lease, one in flight at a time.
  *
- * Applied versions are coalesced: a new version is reported at once when the last report is
- * older than `reportMs`, else with the next report `reportMs` after the last one. So a replica
- * writes at most 1000 / reportMs reports per second however fast changes arrive, plus one per
- * lease / 3 and one per stage vote; the store load formula in docs/data-distribution.md.
+ * Applied versions are coalesced: a new version is reported at once when the last such report
+ * is older than `reportMs`, else with the next one `reportMs` after the last. So a replica writes
+ * at most 1000 / reportMs version reports per second however fast changes arrive, plus one per
+ * lease / 3 and one per stage vote; the store load formula in docs/data-distribution.md. (Lease
+ * heartbeats and votes carry the applied version too but do not open a window: a write right
+ * after a replica joined is reported at once.)
  */
 import { setRepeatingTimer } from '../core/clock.js';
 import type { ReplicaContext } from './replica-context.js';
@@ -40,7 +42,6 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
     // One heartbeat in flight at a time; a vote made meanwhile rides on the next one.
     const run = (beating ?? Promise.resolve()).then(() => {
       if (ctx.mode === 'closed') return undefined; // never re-join after leave()
-      lastReportAt = ctx.clock.now();
       return store.heartbeat(dataset, report()).catch((error: unknown) => {
         ctx.logger.debug?.(`dataset "${dataset}": heartbeat failed: ${String(error)}`);
       });
@@ -54,11 +55,15 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
     /** Reports a new applied version: now when the last report is older than reportMs, else once at the end of that window. */
     reportSoon() {
       if (reportTimer || ctx.mode === 'closed') return;
+      const report = () => {
+        lastReportAt = ctx.clock.now();
+        void heartbeat();
+      };
       const wait = lastReportAt + ctx.reportMs - ctx.clock.now();
-      if (wait <= 0) return void heartbeat();
+      if (wait <= 0) return report();
       reportTimer = setTimeout(() => {
         reportTimer = undefined;
-        void heartbeat();
+        report();
       }, wait);
       reportTimer.unref?.();
     },
