@@ -6,6 +6,7 @@
  * the trace headers, not of an exporter. Metrics are off in both (sqlite.send.metered has them).
  */
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { ROOT_CONTEXT, SpanKind, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { BasicTracerProvider, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import path from 'node:path';
 import { createEndpoint, defineCommand, silentLogger, type EndpointOptions } from '../../src/index.js';
 import { openTelemetry, type SwitchyardTelemetry } from '../../src/opentelemetry/index.js';
 import { sqliteTransport } from '../../src/sqlite/index.js';
+import { Attr } from '../../src/opentelemetry/attributes.js';
 import { pingCounter, sendPings, type PingBody } from '../load.js';
 import { median } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
@@ -51,10 +53,41 @@ async function run(messages: number, telemetry: SwitchyardTelemetry | undefined)
   return { msgsPerSec: (messages / elapsed) * 1000, cpuUsPerMessage: (cpu.user + cpu.system) / messages };
 }
 
+/**
+ * The SDK's own floor: the three spans a handled message gets (producer, process, handler), with
+ * the attribute counts switchyard/opentelemetry gives them, made and ended in a loop with 64 in
+ * flight (the load's concurrency) and no bus around them. CPU µs per message: what tracing costs
+ * however little Switchyard adds.
+ */
+function sdkFloorUsPerMessage(tracer: Tracer, messages: number): number {
+  const inFlight: Span[] = [];
+  const cpuBefore = process.cpuUsage();
+  for (let i = 0; i < messages; i++) {
+    const id = `m-${i}`;
+    const producer = tracer.startSpan('send Bench', { kind: SpanKind.PRODUCER, attributes: {
+      [Attr.System]: 'sqlite', [Attr.DestinationName]: 'Bench', [Attr.OperationName]: 'send', [Attr.OperationType]: 'send',
+      [Attr.MessageId]: id, [Attr.ConversationId]: id, [Attr.MessageType]: 'Bench.Ping', [Attr.ClientId]: 'bench' } }, ROOT_CONTEXT);
+    const remote = trace.setSpanContext(ROOT_CONTEXT, { ...producer.spanContext(), isRemote: true });
+    const processing = tracer.startSpan('process Bench', { kind: SpanKind.CONSUMER, attributes: {
+      [Attr.System]: 'sqlite', [Attr.DestinationName]: 'Bench', [Attr.ConsumerGroup]: 'Bench', [Attr.OperationType]: 'process',
+      [Attr.OperationName]: 'process', [Attr.MessageId]: id, [Attr.ClientId]: 'bench', [Attr.ConversationId]: id, [Attr.Attempt]: 1, [Attr.DelayedRetries]: 0 } }, remote);
+    const handling = tracer.startSpan('handle Bench.Ping', { kind: SpanKind.INTERNAL, attributes: { [Attr.Handler]: 'Bench.Ping' } }, trace.setSpan(remote, processing));
+    handling.end();
+    processing.setAttribute(Attr.MessageType, 'Bench.Ping');
+    processing.setAttribute(Attr.Outcome, 'handled');
+    inFlight.push(producer, processing);
+    if (inFlight.length >= 128) for (const span of inFlight.splice(0)) span.end();
+  }
+  for (const span of inFlight) span.end();
+  const cpu = process.cpuUsage(cpuBefore);
+  return (cpu.user + cpu.system) / messages;
+}
+
 const suite: BenchSuite = {
   names: ['sqlite.send.traced', 'sqlite.send.metered'],
   async run({ only, log }) {
-    const traced = openTelemetry({ tracerProvider: new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] }), metrics: false });
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] });
+    const traced = openTelemetry({ tracerProvider, metrics: false });
     const metered = openTelemetry({ traces: false, meterProvider: new MeterProvider() });
     log('warming up (synchronous=full, WAL, 1 KB bodies, concurrency 64)');
     await run(2000, undefined);
@@ -82,6 +115,13 @@ const suite: BenchSuite = {
       const cpuOff = median(off.map((r) => r.cpuUsPerMessage));
       const cpuOn = median(on.map((r) => r.cpuUsPerMessage));
       log(`${name}: CPU per message ${cpuOff.toFixed(1)} µs off, ${cpuOn.toFixed(1)} µs on (ratio ${(cpuOff / cpuOn).toFixed(2)})`);
+      let floor: { sdkFloorUsPerMessage: number; bestCpuRatioAtFloor: number } | undefined;
+      if (name === 'sqlite.send.traced') {
+        sdkFloorUsPerMessage(tracerProvider.getTracer('floor'), MESSAGES); // warm-up
+        const us = median(Array.from({ length: ROUNDS }, () => sdkFloorUsPerMessage(tracerProvider.getTracer('floor'), MESSAGES)));
+        floor = { sdkFloorUsPerMessage: Number(us.toFixed(2)), bestCpuRatioAtFloor: Number((cpuOff / (cpuOff + us)).toFixed(3)) };
+        log(`${name}: the SDK alone (the same three spans, no bus) ${us.toFixed(1)} µs CPU per message: at best a CPU ratio of ${floor.bestCpuRatioAtFloor.toFixed(2)} with nothing of Switchyard's own`);
+      }
       results.push({
         name,
         transport: 'sqlite',
@@ -92,7 +132,7 @@ const suite: BenchSuite = {
         baseline: `the same endpoint without switchyard/opentelemetry (sqlite.send load)`,
         baselineMsgsPerSec: baseline,
         ratio: measured / baseline,
-        settings: { synchronous: 'full', journal: 'WAL', bodyBytes: 1000, concurrency: 64, [what]: name === 'sqlite.send.traced' ? 'BasicTracerProvider + NoopSpanProcessor' : 'MeterProvider, no reader', cpuUsPerMessageOff: cpuOff, cpuUsPerMessageOn: cpuOn },
+        settings: { synchronous: 'full', journal: 'WAL', bodyBytes: 1000, concurrency: 64, [what]: name === 'sqlite.send.traced' ? 'BasicTracerProvider + NoopSpanProcessor' : 'MeterProvider, no reader', cpuUsPerMessageOff: cpuOff, cpuUsPerMessageOn: cpuOn, ...floor },
       });
     }
     return results;
