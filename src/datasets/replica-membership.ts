@@ -50,20 +50,22 @@ export function createMembership(ctx: ReplicaContext, state: { isStale(): boolea
     return run;
   };
 
+  /** A heartbeat that opens the next reportMs window. */
+  const reportVersion = () => {
+    lastReportAt = ctx.clock.now();
+    void heartbeat();
+  };
+
   return {
     heartbeat,
     /** Reports a new applied version: now when the last report is older than reportMs, else once at the end of that window. */
     reportSoon() {
       if (reportTimer || ctx.mode === 'closed') return;
-      const report = () => {
-        lastReportAt = ctx.clock.now();
-        void heartbeat();
-      };
       const wait = lastReportAt + ctx.reportMs - ctx.clock.now();
-      if (wait <= 0) return report();
+      if (wait <= 0) return reportVersion();
       reportTimer = setTimeout(() => {
         reportTimer = undefined;
-        report();
+        reportVersion();
       }, wait);
       reportTimer.unref?.();
     },
