@@ -279,21 +279,23 @@ describe('coalesced readiness (separate processes, SQLite)', () => {
 /**
  * SIGSTOPs `child` at a moment it holds no SQLite write lock. A process paused inside a write
  * transaction blocks every writer of the file until it resumes (SQLite's lock, not the
- * distributor's fencing), and the successor could not even claim the lease.
+ * distributor's fencing), and the successor could not even claim the lease. The probe waits a
+ * little for the lock (the workers' own short writes hold it too) and tries until a deadline.
  */
-async function pauseOutsideWrites(child: ChildProcess, file: string): Promise<void> {
-  const probe = new Database(file, { timeout: 0 });
+async function pauseOutsideWrites(child: ChildProcess, file: string, deadlineMs = 15_000): Promise<void> {
+  const probe = new Database(file, { timeout: 20 });
+  const deadline = Date.now() + deadlineMs;
   try {
-    for (let attempt = 1; ; attempt++) {
+    for (;;) {
       child.kill('SIGSTOP');
       try {
         probe.prepare('BEGIN IMMEDIATE').run();
         probe.prepare('ROLLBACK').run();
         return;
       } catch (error) {
-        if (attempt >= 50) throw error;
         child.kill('SIGCONT');
-        await new Promise((resolve) => setImmediate(resolve));
+        if (Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5));
       }
     }
   } finally {
