@@ -2,10 +2,11 @@
  * Dataset benchmarks.
  *   dataset.read                 local reads/s from a replica vs a plain Map.get loop (same keys, same run)
  *   dataset.<backend>.converge-10, -100  a write until all 10 (100) replica PROCESSES applied it: p50/p99 convergence
- *                                latency over 200 writes at a fixed offered rate after 20 warm-up writes;
- *                                msgs/s = writes/s achieved. Baseline: the same change pushed through a
- *                                plain broadcast to the same 10 processes (Redis PUBLISH, PostgreSQL NOTIFY,
- *                                SQLite: every process polls one row at the store's poll interval).
+ *                                latency over 200 writes at a fixed offered rate after 200 warm-up writes at
+ *                                that rate; msgs/s = writes/s achieved. Baseline: the same change pushed
+ *                                through a plain broadcast to the same processes (Redis PUBLISH, PostgreSQL
+ *                                NOTIFY, SQLite: every process polls one row every 20 ms), measured after
+ *                                the replicas closed, so each row runs alone.
  *                                Settings report store writes per change (the append plus membership
  *                                writes, counted in the children) and, on PostgreSQL, connections per
  *                                replica. PostgreSQL at 100 runs on a private server (test/transports/fixtures/private-postgres.ts).
@@ -44,7 +45,7 @@ const EVENT_CHILD = nodeScript('../../test/datasets/fixtures/bench-event-child.t
 /** Replica processes of the converge rows; the pubsub-events row uses the first. */
 const FLEETS = [10, 100] as const;
 const REPLICAS = FLEETS[0];
-const WARMUP = 20;
+const WARMUP = 200;
 const WRITES = 200;
 const RATE = 100; // offered writes per second
 const SQLITE_POLL_MS = 20;
@@ -123,7 +124,16 @@ async function drive(
       await sleep(1);
     }
   };
-  for (let i = 0; i < WARMUP; i++) await waitAll(await write(i));
+  // Warm-up at the offered rate: each process's code paths get hot (100 cold processes cost
+  // several times what warm ones do), and only then is anything timed.
+  const warm: Promise<number>[] = [];
+  const w0 = now();
+  for (let i = 0; i < WARMUP; i++) {
+    const wait = w0 + (i * 1000) / RATE - now();
+    if (wait > 0) await sleep(wait);
+    warm.push(write(i));
+  }
+  await waitAll(Math.max(...(await Promise.all(warm))));
   const started = new Map<number, number>();
   const writes: Promise<unknown>[] = [];
   const t0 = now();
@@ -146,18 +156,22 @@ async function drive(
   return { latencies: latencies.sort((a, b) => a - b), perSec: WRITES / elapsed };
 }
 
-/** The membership writes (heartbeats) all children made so far. */
-async function countReports(children: readonly ChildProcess[]): Promise<number> {
-  const counts = await Promise.all(children.map((child) => new Promise<number>((resolve) => {
+/** Sends `request` to every child and waits for each one's message of type `answer`. */
+async function askAll<T extends BenchChildMessage['type']>(children: readonly ChildProcess[], request: object, answer: T): Promise<Extract<BenchChildMessage, { type: T }>[]> {
+  return Promise.all(children.map((child) => new Promise<Extract<BenchChildMessage, { type: T }>>((resolve) => {
     const listener = (m: unknown) => {
-      if ((m as BenchChildMessage).type !== 'reports') return;
+      if ((m as BenchChildMessage).type !== answer) return;
       child.off('message', listener);
-      resolve((m as Extract<BenchChildMessage, { type: 'reports' }>).count);
+      resolve(m as Extract<BenchChildMessage, { type: T }>);
     };
     child.on('message', listener);
-    child.send({ type: 'count' });
+    child.send(request);
   })));
-  return counts.reduce((a, b) => a + b, 0);
+}
+
+/** The membership writes (heartbeats) all children made so far. */
+async function countReports(children: readonly ChildProcess[]): Promise<number> {
+  return (await askAll(children, { type: 'count' }, 'reports')).reduce((sum, m) => sum + m.count, 0);
 }
 
 /** Replica connections per process: PostgreSQL backends named by the replicas' application_name. */
@@ -244,6 +258,8 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas:
     const mine = await drive(children, (m) => (m.type === 'applied' ? m.version : undefined), (i) => writer.set('price', i));
     // One append per change, plus the replicas' membership writes over the same writes (warm-up included).
     const writesPerChange = 1 + ((await countReports(children)) - reportsBefore) / (WARMUP + WRITES);
+    // The replicas close and the plain subscribers start: neither row pays for the other's machinery.
+    await askAll(children, { type: 'broadcast-phase' }, 'broadcasting');
     const base = await drive(children, (m) => (m.type === 'broadcast' ? m.n : undefined), async (i) => {
       await publish(i);
       return i;

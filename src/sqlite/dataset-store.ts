@@ -5,9 +5,9 @@
  * value and the version that wrote it), log (one row per version), replicas (membership).
  * `append` is one IMMEDIATE transaction: check conditions, bump the counter, change entries,
  * insert the log row; so versions are gapless and committed in order.
- * Wake-ups: fs.watch on the -wal file triggers a check of `PRAGMA data_version` (it changes when
- * another connection commits), backed by a cheap poll of the same pragma (the -wal file can be
- * removed and recreated, and fs events can be missed).
+ * Wake-ups: a writer touches the dataset's signal file after its commit; a touch triggers a check
+ * of `PRAGMA data_version` (it changes when another connection commits), backed by a cheap poll of
+ * the same pragma (fs events can be missed, and other writers ring no bell).
  * Membership lives in a second file (`<path>-members`, synchronous=OFF): heartbeats are rewritten
  * often, need no fsync, and in the data file they would contend for its write lock and wake
  * every replica's data_version check.
@@ -15,13 +15,16 @@
  * A file replaced by an older copy keeps its old generation with a lower head; a new empty file
  * has none. See DatasetStore.advance.
  */
-import { watch as watchFile, type FSWatcher } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
   newGeneration,
 } from '../datasets/records.js';
+import { bucketOf } from './queue-signals.js';
+import { SignalFile, signalDirectory } from './signal-file.js';
 import type { Appended, DatasetStore, LogRecord, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
 
 export interface SqliteDatasetStoreOptions {
@@ -29,7 +32,7 @@ export interface SqliteDatasetStoreOptions {
   path: string;
   /** `FULL` (default) survives power loss; `NORMAL` survives process crashes only. */
   synchronous?: 'FULL' | 'NORMAL';
-  /** Fallback check for commits by other processes when fs.watch misses one (default 20 ms). */
+  /** Fallback check for commits that rang no doorbell (a missed fs event, another tool; default 250 ms). */
   pollMs?: number;
   /** How long a writer waits for the write lock (default 5000 ms). */
   busyTimeoutMs?: number;
@@ -50,6 +53,7 @@ const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEX
 
 type Db = Database.Database;
 type Meta = { version: number; trimmed: number; generation: string };
+type PageRow = { head: number; trimmed: number; generation: string; version: number | null; record: string | null };
 
 /** The data file: WAL, the chosen durability, the tables migrated; a schema newer than this code is refused. */
 function openDataFile(options: SqliteDatasetStoreOptions): Db {
@@ -87,7 +91,12 @@ function prepareStatements(db: Db) {
     ),
     deleteEntry: db.prepare('DELETE FROM sy_dataset_entries WHERE dataset = ? AND key = ?'),
     insertLog: db.prepare('INSERT INTO sy_dataset_log (dataset, version, record) VALUES (?, ?, ?)'),
-    readLog: db.prepare('SELECT version, record FROM sy_dataset_log WHERE dataset = ? AND version > ? ORDER BY version LIMIT ?'),
+    // The meta row, joined with the page of the log after a version (none when that is below the trim point).
+    readPage: db.prepare(
+      `SELECT m.version AS head, m.trimmed_through AS trimmed, m.generation, l.version, l.record FROM sy_dataset_meta m
+       LEFT JOIN sy_dataset_log l ON l.dataset = m.dataset AND l.version > ? AND ? >= m.trimmed_through
+       WHERE m.dataset = ? ORDER BY l.version LIMIT ?`,
+    ),
     entries: db.prepare('SELECT key, value, version FROM sy_dataset_entries WHERE dataset = ?'),
     trimLog: db.prepare('DELETE FROM sy_dataset_log WHERE dataset = ? AND version <= ?'),
     setTrimmed: db.prepare('UPDATE sy_dataset_meta SET trimmed_through = ? WHERE dataset = ?'),
@@ -121,7 +130,7 @@ function advanceInTransaction(q: Statements, dataset: string, floor: number): Me
   return m;
 }
 
-/** Every store operation on the data file as one transaction (writes run them IMMEDIATE, reads DEFERRED). */
+/** Every store operation on the data file as one transaction (writes run them IMMEDIATE, reads DEFERRED or as one statement). */
 function createTransactions(db: Db) {
   const q = prepareStatements(db);
   return {
@@ -145,14 +154,16 @@ function createTransactions(db: Db) {
       const m = advanceInTransaction(q, dataset, floor);
       return { head: m.version, generation: m.generation };
     }),
-    read: db.transaction((dataset: string, after: number, limit: number): ReadResult => {
-      const m = readMeta(q, dataset);
-      const at = { head: m.version, generation: m.generation };
+    /** One statement, so one implicit read transaction: the head, the trim point and the page agree. */
+    read(dataset: string, after: number, limit: number): ReadResult {
+      const rows = q.readPage.all(after, after, dataset, limit) as PageRow[];
+      const m = rows[0] ?? { head: 0, trimmed: 0, generation: '', version: null, record: null };
+      const at = { head: m.head, generation: m.generation };
       if (after < m.trimmed) return { kind: 'gap', trimmedThrough: m.trimmed, ...at };
-      const rows = q.readLog.all(dataset, after, limit) as { version: number; record: string }[];
-      const records: LogRecord[] = rows.map((r) => decodeRecord(dataset, r.version, r.record));
+      const records: LogRecord[] = [];
+      for (const r of rows) if (r.version !== null) records.push(decodeRecord(dataset, r.version, r.record!));
       return { kind: 'records', records, ...at };
-    }),
+    },
     snapshot: db.transaction((dataset: string): Snapshot => {
       const { version, generation } = readMeta(q, dataset);
       const rows = q.entries.all(dataset) as { key: string; value: string; version: number }[];
@@ -189,83 +200,64 @@ function openMembershipFile(options: SqliteDatasetStoreOptions) {
   };
 }
 
-/** fs.watch on the -wal file; `armed` is false once it was removed or replaced (or not there yet): arm() again. */
-function watchWalFile(path: string, onEvent: () => void) {
-  let watcher: FSWatcher | undefined;
-  const disarm = () => {
-    watcher?.close();
-    watcher = undefined;
-  };
-  return {
-    get armed() {
-      return watcher !== undefined;
-    },
-    arm() {
-      if (watcher) return;
-      try {
-        watcher = watchFile(`${path}-wal`, { persistent: false }, (event) => {
-          if (event === 'rename') disarm(); // removed or replaced: the caller re-arms on the new one
-          onEvent();
-        });
-        watcher.on('error', disarm);
-      } catch {
-        watcher = undefined; // no -wal file yet
-      }
-    },
-    disarm,
-  };
-}
-
 /**
- * Wake-ups for commits by other processes: an fs.watch on the -wal file (re-armed by the next poll
- * tick when the file is replaced) and a poll of `PRAGMA data_version` every pollMs, which changes
- * when another connection committed. The watch's event arrives before the commit is visible (the
- * writer still fsyncs and updates the shared-memory index, which fires no event), so an event
- * re-checks a few times briefly.
+ * Wake-ups for commits by other processes. A writer touches the dataset's signal file after its
+ * commit (`<path>-switchyard-signals/dataset-NN`, the doorbell the queues use too), so a woken
+ * process finds the commit visible with one `PRAGMA data_version` check. A poll of the same pragma
+ * every pollMs covers what no doorbell announces: a missed event, a replaced file, a writer of
+ * another version or tool. (Watching the -wal file instead fired several events per commit, all
+ * before the commit was visible: every replica re-checked about seven times per change.)
  */
-function createWalWakeups(db: Db, options: SqliteDatasetStoreOptions) {
+function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const watchers = new Set<() => void>();
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
-  const wal = watchWalFile(options.path, () => burst(0));
+  const signals = signalDirectory(options.path);
+  const bells = new Map<string, { bell: SignalFile; watcher: FSWatcher | undefined }>();
   let pollTimer: ReturnType<typeof setInterval> | undefined;
-  let burstTimer: ReturnType<typeof setTimeout> | undefined;
   let lastDataVersion = 0;
   let closed = false;
 
+  const bellOf = (dataset: string) => {
+    const file = path.join(signals, `dataset-${bucketOf(dataset).toString(16).padStart(2, '0')}`);
+    let entry = bells.get(file);
+    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined }));
+    return entry;
+  };
+  const arm = (entry: { bell: SignalFile; watcher: FSWatcher | undefined }) => {
+    entry.watcher ??= entry.bell.watch(() => void poll(), () => {
+      entry.watcher = undefined; // replaced or removed: the next poll tick watches the new one
+    });
+  };
   const wakeAll = () => {
     for (const wake of watchers) wake();
   };
-  /** True when another connection committed since the last check (and wakes the watchers). */
-  const poll = (): boolean => {
-    if (closed) return false;
-    if (!wal.armed && watchers.size > 0) wal.arm();
+  /** Wakes the watchers when another connection committed since the last check. */
+  const poll = () => {
+    if (closed) return;
+    for (const entry of bells.values()) if (watchers.size > 0) arm(entry);
     let current: number;
     try {
       current = dataVersion.get() as number;
     } catch {
-      return false; // busy or closing: the next tick or the replica's catch-up read covers it
+      return; // busy or closing: the next tick or the replica's catch-up read covers it
     }
-    if (current === lastDataVersion) return false;
+    if (current === lastDataVersion) return;
     lastDataVersion = current;
     wakeAll();
-    return true;
-  };
-  const burst = (attempt: number) => {
-    if (attempt === 0 && burstTimer) return;
-    burstTimer = undefined;
-    if (poll() || attempt >= 5 || closed) return;
-    burstTimer = setTimeout(() => burst(attempt + 1), 2 ** attempt);
-    burstTimer.unref?.();
   };
 
   return {
-    /** Our own commit does not change our data_version: the writer wakes local watchers directly. */
-    wakeAll,
-    watch(onWake: () => void): () => Promise<void> {
+    /** After our own commit (it does not change our data_version): wake local watchers and ring the bell. */
+    committed(dataset: string) {
+      wakeAll();
+      if (!closed && options.path !== ':memory:') bellOf(dataset).bell.touch();
+    },
+    watch(dataset: string, onWake: () => void): () => Promise<void> {
       watchers.add(onWake);
+      if (options.path !== ':memory:') arm(bellOf(dataset));
       if (!pollTimer) {
         lastDataVersion = dataVersion.get() as number;
-        pollTimer = setInterval(() => void poll(), options.pollMs ?? 20);
+        pollTimer = setInterval(poll, options.pollMs ?? 250);
         pollTimer.unref?.();
       }
       return async () => {
@@ -273,15 +265,20 @@ function createWalWakeups(db: Db, options: SqliteDatasetStoreOptions) {
         if (watchers.size === 0 && pollTimer) {
           clearInterval(pollTimer);
           pollTimer = undefined;
-          wal.disarm();
+          for (const entry of bells.values()) {
+            entry.watcher?.close();
+            entry.watcher = undefined;
+          }
         }
       };
     },
     close() {
       closed = true;
       clearInterval(pollTimer);
-      clearTimeout(burstTimer);
-      wal.disarm();
+      for (const { bell, watcher } of bells.values()) {
+        watcher?.close();
+        bell.close();
+      }
       watchers.clear();
     },
   };
@@ -291,7 +288,7 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
   const db = openDataFile(options);
   const tx = createTransactions(db);
   const members = openMembershipFile(options);
-  const wakeups = createWalWakeups(db, options);
+  const wakeups = createCommitWakeups(db, options);
   let closed = false;
 
   return {
@@ -299,23 +296,23 @@ export function sqliteDatasetStore(options: SqliteDatasetStoreOptions): DatasetS
     async append(dataset, record, options = {}) {
       checkDatasetName(dataset);
       const appended = tx.append.immediate(dataset, record, Math.max(0, Math.floor(options.above ?? 0)));
-      wakeups.wakeAll();
+      wakeups.committed(dataset);
       return appended;
     },
     async advance(dataset, floor) {
       checkDatasetName(dataset);
       const result = tx.advance.immediate(dataset, Math.max(0, Math.floor(floor)));
-      wakeups.wakeAll();
+      wakeups.committed(dataset);
       return result;
     },
     async readSince(dataset, afterVersion, limit) {
-      return tx.read.deferred(dataset, afterVersion, limit);
+      return tx.read(dataset, afterVersion, limit);
     },
     async snapshot(dataset) {
       return tx.snapshot.deferred(dataset);
     },
-    async watch(_dataset, onWake) {
-      return wakeups.watch(() => onWake());
+    async watch(dataset, onWake) {
+      return wakeups.watch(dataset, () => onWake());
     },
     async heartbeat(dataset, report) {
       members.beat(dataset, report);
