@@ -49,8 +49,10 @@ function rawLoop(messages: number): number {
     visible_at INTEGER NOT NULL, token INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX q_ready ON q (queue, visible_at, seq);`);
   const insert = db.prepare('INSERT INTO q (queue, id, headers, body, visible_at) VALUES (?, ?, ?, ?, ?)');
+  // LIMIT as an expression, as the bus does (BOUND_LIMIT in src/sqlite/database.ts): a bare
+  // `LIMIT ?` re-prepares the statement on every run, which would handicap the raw loop.
   const claim = db.prepare(`UPDATE q SET visible_at = ?, token = token + 1 WHERE seq IN
-    (SELECT seq FROM q WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?) RETURNING seq, token, body`);
+    (SELECT seq FROM q WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT CAST(? AS INTEGER)) RETURNING seq, token, body`);
   const remove = db.prepare('DELETE FROM q WHERE seq = ? AND token = ?');
   // The same bytes per row as the bus stores: a real header map and the 1 KB body. The raw loop
   // skips building, validating and parsing them, which is the bus's own work to measure.

@@ -9,6 +9,13 @@ import path from 'node:path';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { SqliteOptions, Synchronous } from './options.js';
 
+/**
+ * A LIMIT bound at run time. SQLite (3.53 here) folds a bare `LIMIT ?` into the query plan, so
+ * every bind expires the statement and each run re-prepares it (parse and plan again: twice the
+ * cost of a one-row read). An expression is evaluated at run time and keeps the plan.
+ */
+export const BOUND_LIMIT = 'LIMIT CAST(? AS INTEGER)';
+
 export interface Migration {
   readonly version: number;
   /** A breaking migration: older code must refuse to run against it. */

@@ -23,6 +23,7 @@ import {
   appliedOps, checkDatasetName, conditionsOf, conflictError, decodeRecord, decodeReport, decodeValue, encodeRecord, isDelete,
   newGeneration,
 } from '../datasets/records.js';
+import { BOUND_LIMIT } from './database.js';
 import { bucketOf } from './queue-signals.js';
 import { SignalFile, signalDirectory } from './signal-file.js';
 import type { Appended, DatasetStore, LogRecord, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
@@ -95,7 +96,7 @@ function prepareStatements(db: Db) {
     readPage: db.prepare(
       `SELECT m.version AS head, m.trimmed_through AS trimmed, m.generation, l.version, l.record FROM sy_dataset_meta m
        LEFT JOIN sy_dataset_log l ON l.dataset = m.dataset AND l.version > ? AND ? >= m.trimmed_through
-       WHERE m.dataset = ? ORDER BY l.version LIMIT ?`,
+       WHERE m.dataset = ? ORDER BY l.version ${BOUND_LIMIT}`,
     ),
     entries: db.prepare('SELECT key, value, version FROM sy_dataset_entries WHERE dataset = ?'),
     trimLog: db.prepare('DELETE FROM sy_dataset_log WHERE dataset = ? AND version <= ?'),

@@ -8,7 +8,7 @@
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import type { Outgoing } from '../core/transport.js';
 import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type OutboxStore } from '../outbox/outbox.js';
-import { GroupCommitter, migrate, openDatabase, savepointRunner } from './database.js';
+import { BOUND_LIMIT, GroupCommitter, migrate, openDatabase, savepointRunner } from './database.js';
 import type { SqliteOptions } from './options.js';
 import { SqliteUnitOfWork, StatementCache } from './session.js';
 
@@ -38,7 +38,7 @@ function prepare(cache: StatementCache) {
     markProcessed: cache.prepare('INSERT OR IGNORE INTO sy_inbox (endpoint, message_id, processed_at) VALUES (?, ?, ?)'),
     insert: cache.prepare('INSERT INTO sy_outbox (batch, claimed_by, claim_token, claimed_until, created_at) VALUES (?, ?, 1, ?, ?)'),
     claim: cache.prepare(`UPDATE sy_outbox SET claimed_by = ?, claim_token = claim_token + 1, claimed_until = ?
-      WHERE id IN (SELECT id FROM sy_outbox WHERE claimed_until < ? ORDER BY id LIMIT ?) RETURNING id, claim_token, batch`),
+      WHERE id IN (SELECT id FROM sy_outbox WHERE claimed_until < ? ORDER BY id ${BOUND_LIMIT}) RETURNING id, claim_token, batch`),
     renew: cache.prepare('UPDATE sy_outbox SET claimed_until = ? WHERE id = ? AND claim_token = ?'),
     remove: cache.prepare('DELETE FROM sy_outbox WHERE id = ? AND claim_token = ?'),
     prune: cache.prepare('DELETE FROM sy_inbox WHERE processed_at < ?'),

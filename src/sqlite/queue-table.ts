@@ -11,7 +11,7 @@ import { leaseLost, queueNotFound, topicsUnsupported } from '../core/leases.js';
 import { isTopicOutgoing } from '../core/transport.js';
 import type { Outgoing, QueueOutgoing, TransportMessage } from '../core/transport.js';
 import { decodeStoredMessage, MAX_ID_CHARS } from '../core/wire-headers.js';
-import { savepointRunner } from './database.js';
+import { BOUND_LIMIT, savepointRunner } from './database.js';
 import type { SqliteUnitOfWork } from './session.js';
 
 export const MIGRATIONS = [
@@ -89,12 +89,12 @@ function prepare(d: Database.Database) {
   return {
     insert: d.prepare('INSERT INTO sy_messages (queue, id, headers, body, visible_at) VALUES (?, ?, ?, ?, ?)'),
     claim: d.prepare(`UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1, delivery_count = delivery_count + 1
-      WHERE seq IN (SELECT seq FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?)
+      WHERE seq IN (SELECT seq FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq ${BOUND_LIMIT})
       RETURNING seq, id, headers, body, lease_token, delivery_count`),
     renew: d.prepare('UPDATE sy_messages SET visible_at = ? WHERE seq = ? AND lease_token = ?'),
     remove: d.prepare('DELETE FROM sy_messages WHERE seq = ? AND lease_token = ?'),
     abandon: d.prepare('UPDATE sy_messages SET visible_at = ?, lease_token = lease_token + 1 WHERE seq = ? AND lease_token = ?'),
-    visible: d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq LIMIT ?'),
+    visible: d.prepare(`SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? AND visible_at <= ? ORDER BY visible_at, seq ${BOUND_LIMIT}`),
     /** Removes a message whatever its lease: forward selects only unheld ones, the admin take is an operator's choice. */
     removeUnheld: d.prepare('DELETE FROM sy_messages WHERE seq = ?'),
     anyVisible: d.prepare('SELECT 1 FROM sy_messages WHERE queue = ? AND visible_at <= ? LIMIT 1').pluck(),
@@ -103,7 +103,7 @@ function prepare(d: Database.Database) {
     createQueue: d.prepare('INSERT OR IGNORE INTO sy_queues (name, created_at) VALUES (?, ?)'),
     depth: d.prepare('SELECT COUNT(*) FROM sy_messages WHERE queue = ?').pluck(),
     queues: d.prepare('SELECT name FROM sy_queues ORDER BY name').pluck(),
-    peek: d.prepare('SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq LIMIT ? OFFSET ?'),
+    peek: d.prepare(`SELECT seq, id, headers, body FROM sy_messages WHERE queue = ? ORDER BY seq ${BOUND_LIMIT} OFFSET ?`),
     schedule: d.prepare('SELECT seq, id, headers, body, visible_at FROM sy_messages WHERE queue = ? ORDER BY seq'),
     // One pass over the queue for all ids (there is no index on id: it would slow every send).
     // A row whose id column is not a usable id goes by the id toMessage gives it (its header's
