@@ -49,6 +49,7 @@ const WARMUP = 200;
 const WRITES = 200;
 const RATE = 100; // offered writes per second
 const SQLITE_POLL_MS = 20;
+const WRITER_CONNECTIONS = 4;
 const urls = { postgres: serviceUrls.postgres, redis: serviceUrls.redis };
 const now = wallNow;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -243,7 +244,8 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas:
     });
   }
   const dataset = `bench-converge-${tag}`.replace(/_/g, '-');
-  const store = openStore(backend === 'postgres' ? { backend, url: pgUrl, schema: `sy_bench_${tag}` } : spec);
+  // The writer is a process that writes a lot: on PostgreSQL, queries beside its LISTEN client (docs/data-distribution.md).
+  const store = openStore(backend === 'postgres' ? { backend, url: pgUrl, schema: `sy_bench_${tag}`, maxConnections: WRITER_CONNECTIONS } : spec);
   const writer = await openDataset<number>(dataset, { store });
   let children: ChildProcess[] = [];
   try {
@@ -278,7 +280,9 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas:
         replicas, offeredWritesPerSec: RATE, warmup: WARMUP,
         baselineP50Ms: Number(b50?.toFixed(3) ?? -1), baselineP99Ms: Number(b99?.toFixed(3) ?? -1),
         storeWritesPerChange: Number(writesPerChange.toFixed(3)),
-        ...(connections === undefined ? {} : { connectionsPerReplica: connections, server: privatePg ? 'private PostgreSQL (max_connections raised)' : 'shared' }),
+        ...(connections === undefined ? {} : {
+          connectionsPerReplica: connections, writerConnections: WRITER_CONNECTIONS + 1, server: privatePg ? 'private PostgreSQL (max_connections raised)' : 'shared',
+        }),
         ...(backend === 'sqlite' ? { synchronous: 'FULL', pollMs: SQLITE_POLL_MS } : {}),
       },
     };
