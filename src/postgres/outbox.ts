@@ -104,9 +104,13 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
   const toRecord = (row: { id: string; claim_token: number; batch: Outgoing[] }): OutboxRecord => ({ id: String(row.id), token: row.claim_token, batch: row.batch });
 
   // Every dispatched record is removed: one DELETE for all the removals of a turn, not one each.
+  // Its commit does not wait for the WAL flush (synchronous_commit off for its own transaction):
+  // a removal lost in a crash only means the agent sends the record again, as for a crash
+  // between the send and the removal, and receivers skip it by message id.
   const removeAll = coalesced(async (records: OutboxRecord[]) => {
     const { rows } = await pool.query<{ id: string }>(
-      `DELETE FROM ${s}.outbox o USING unnest($1::bigint[], $2::int[]) AS r(id, token) WHERE o.id = r.id AND o.claim_token = r.token RETURNING o.id`,
+      `DELETE FROM ${s}.outbox o USING unnest($1::bigint[], $2::int[]) AS r(id, token), (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
+        WHERE o.id = r.id AND o.claim_token = r.token RETURNING o.id`,
       [records.map((r) => r.id), records.map((r) => r.token)],
     );
     const removed = new Set(rows.map((row) => String(row.id)));
