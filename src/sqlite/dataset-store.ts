@@ -54,6 +54,7 @@ const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEX
 
 type Db = Database.Database;
 type Meta = { version: number; trimmed: number; generation: string };
+type Bell = { bell: SignalFile; watcher: FSWatcher | undefined; watched: boolean };
 type PageRow = { head: number; trimmed: number; generation: string; version: number | null; record: string | null };
 
 /** The data file: WAL, the chosen durability, the tables migrated; a schema newer than this code is refused. */
@@ -213,7 +214,8 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const watchers = new Set<() => void>();
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
   const signals = signalDirectory(options.path);
-  const bells = new Map<string, { bell: SignalFile; watcher: FSWatcher | undefined }>();
+  // `watched`: a dataset this process watches (a bell it only rings is not watched: its own touches would wake it).
+  const bells = new Map<string, Bell>();
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   let lastDataVersion = 0;
   let closed = false;
@@ -221,10 +223,10 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const bellOf = (dataset: string) => {
     const file = path.join(signals, `dataset-${bucketOf(dataset).toString(16).padStart(2, '0')}`);
     let entry = bells.get(file);
-    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined }));
+    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined, watched: false }));
     return entry;
   };
-  const arm = (entry: { bell: SignalFile; watcher: FSWatcher | undefined }) => {
+  const arm = (entry: Bell) => {
     entry.watcher ??= entry.bell.watch(() => void poll(), () => {
       entry.watcher = undefined; // replaced or removed: the next poll tick watches the new one
     });
@@ -235,7 +237,7 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   /** Wakes the watchers when another connection committed since the last check. */
   const poll = () => {
     if (closed) return;
-    for (const entry of bells.values()) if (watchers.size > 0) arm(entry);
+    for (const entry of bells.values()) if (entry.watched) arm(entry);
     let current: number;
     try {
       current = dataVersion.get() as number;
@@ -255,7 +257,11 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
     },
     watch(dataset: string, onWake: () => void): () => Promise<void> {
       watchers.add(onWake);
-      if (options.path !== ':memory:') arm(bellOf(dataset));
+      if (options.path !== ':memory:') {
+        const entry = bellOf(dataset);
+        entry.watched = true;
+        arm(entry);
+      }
       if (!pollTimer) {
         lastDataVersion = dataVersion.get() as number;
         pollTimer = setInterval(poll, options.pollMs ?? 250);
@@ -269,6 +275,7 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
           for (const entry of bells.values()) {
             entry.watcher?.close();
             entry.watcher = undefined;
+            entry.watched = false;
           }
         }
       };
