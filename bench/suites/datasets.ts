@@ -283,7 +283,7 @@ async function benchConverge(backend: 'sqlite' | 'postgres' | 'redis', replicas:
         ...(connections === undefined ? {} : {
           connectionsPerReplica: connections, writerConnections: WRITER_CONNECTIONS + 1, server: privatePg ? 'private PostgreSQL (max_connections raised)' : 'shared',
         }),
-        ...(backend === 'sqlite' ? { synchronous: 'FULL', pollMs: SQLITE_POLL_MS } : {}),
+        ...(backend === 'sqlite' ? { synchronous: 'FULL', baselinePollMs: SQLITE_POLL_MS } : {}),
       },
     };
   } finally {
