@@ -54,6 +54,7 @@ const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEX
 
 type Db = Database.Database;
 type Meta = { version: number; trimmed: number; generation: string };
+/** `watched`: a dataset this process watches, not only one it writes. */
 type Bell = { bell: SignalFile; watcher: FSWatcher | undefined; watched: boolean };
 type PageRow = { head: number; trimmed: number; generation: string; version: number | null; record: string | null };
 
@@ -213,31 +214,18 @@ function openMembershipFile(options: SqliteDatasetStoreOptions) {
 function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const watchers = new Set<() => void>();
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
-  const signals = signalDirectory(options.path);
-  // `watched`: a dataset this process watches (a bell it only rings is not watched: its own touches would wake it).
-  const bells = new Map<string, Bell>();
+  const bells = options.path === ':memory:' ? undefined : datasetBells(options.path, () => poll());
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   let lastDataVersion = 0;
   let closed = false;
 
-  const bellOf = (dataset: string) => {
-    const file = path.join(signals, `dataset-${bucketOf(dataset).toString(16).padStart(2, '0')}`);
-    let entry = bells.get(file);
-    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined, watched: false }));
-    return entry;
-  };
-  const arm = (entry: Bell) => {
-    entry.watcher ??= entry.bell.watch(() => void poll(), () => {
-      entry.watcher = undefined; // replaced or removed: the next poll tick watches the new one
-    });
-  };
   const wakeAll = () => {
     for (const wake of watchers) wake();
   };
   /** Wakes the watchers when another connection committed since the last check. */
   const poll = () => {
     if (closed) return;
-    for (const entry of bells.values()) if (entry.watched) arm(entry);
+    bells?.rearm();
     let current: number;
     try {
       current = dataVersion.get() as number;
@@ -253,15 +241,11 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
     /** After our own commit (it does not change our data_version): wake local watchers and ring the bell. */
     committed(dataset: string) {
       wakeAll();
-      if (!closed && options.path !== ':memory:') bellOf(dataset).bell.touch();
+      if (!closed) bells?.ring(dataset);
     },
     watch(dataset: string, onWake: () => void): () => Promise<void> {
       watchers.add(onWake);
-      if (options.path !== ':memory:') {
-        const entry = bellOf(dataset);
-        entry.watched = true;
-        arm(entry);
-      }
+      bells?.watch(dataset);
       if (!pollTimer) {
         lastDataVersion = dataVersion.get() as number;
         pollTimer = setInterval(poll, options.pollMs ?? 250);
@@ -272,22 +256,59 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
         if (watchers.size === 0 && pollTimer) {
           clearInterval(pollTimer);
           pollTimer = undefined;
-          for (const entry of bells.values()) {
-            entry.watcher?.close();
-            entry.watcher = undefined;
-            entry.watched = false;
-          }
+          bells?.unwatchAll();
         }
       };
     },
     close() {
       closed = true;
       clearInterval(pollTimer);
+      bells?.close();
+      watchers.clear();
+    },
+  };
+}
+
+/**
+ * The datasets' doorbells: `<path>-switchyard-signals/dataset-NN`, the dataset name hashed as queue
+ * names are. Only the bells of watched datasets are watched (a bell this process only rings would
+ * wake it with its own touches); `rearm` watches again one whose file was replaced or removed.
+ */
+function datasetBells(dbPath: string, onTouch: () => void) {
+  const bells = new Map<string, Bell>();
+  const bellOf = (dataset: string) => {
+    const file = path.join(signalDirectory(dbPath), `dataset-${bucketOf(dataset).toString(16).padStart(2, '0')}`);
+    let entry = bells.get(file);
+    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined, watched: false }));
+    return entry;
+  };
+  const arm = (entry: Bell) => {
+    entry.watcher ??= entry.bell.watch(onTouch, () => {
+      entry.watcher = undefined; // replaced or removed: the next rearm watches the new one
+    });
+  };
+  return {
+    ring: (dataset: string) => bellOf(dataset).bell.touch(),
+    watch(dataset: string) {
+      const entry = bellOf(dataset);
+      entry.watched = true;
+      arm(entry);
+    },
+    rearm() {
+      for (const entry of bells.values()) if (entry.watched) arm(entry);
+    },
+    unwatchAll() {
+      for (const entry of bells.values()) {
+        entry.watcher?.close();
+        entry.watcher = undefined;
+        entry.watched = false;
+      }
+    },
+    close() {
       for (const { bell, watcher } of bells.values()) {
         watcher?.close();
         bell.close();
       }
-      watchers.clear();
     },
   };
 }
