@@ -15,8 +15,6 @@
  * A file replaced by an older copy keeps its old generation with a lower head; a new empty file
  * has none. See DatasetStore.advance.
  */
-import type { FSWatcher } from 'node:fs';
-import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, SwitchyardError } from '../core/errors.js';
 import {
@@ -24,8 +22,7 @@ import {
   newGeneration,
 } from '../datasets/records.js';
 import { BOUND_LIMIT } from './database.js';
-import { bucketOf } from './queue-signals.js';
-import { SignalFile, signalDirectory } from './signal-file.js';
+import { QueueSignals } from './queue-signals.js';
 import type { Appended, DatasetStore, LogRecord, NewRecord, ReadResult, ReplicaReport, Snapshot } from '../datasets/store.js';
 
 export interface SqliteDatasetStoreOptions {
@@ -54,8 +51,6 @@ const MEMBERS_DDL = `CREATE TABLE IF NOT EXISTS sy_dataset_replicas (dataset TEX
 
 type Db = Database.Database;
 type Meta = { version: number; trimmed: number; generation: string };
-/** `watched`: a dataset this process watches, not only one it writes. */
-type Bell = { bell: SignalFile; watcher: FSWatcher | undefined; watched: boolean };
 type PageRow = { head: number; trimmed: number; generation: string; version: number | null; record: string | null };
 
 /** The data file: WAL, the chosen durability, the tables migrated; a schema newer than this code is refused. */
@@ -214,7 +209,8 @@ function openMembershipFile(options: SqliteDatasetStoreOptions) {
 function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   const watchers = new Set<() => void>();
   const dataVersion = db.prepare('PRAGMA data_version').pluck();
-  const bells = options.path === ':memory:' ? undefined : datasetBells(options.path, () => poll());
+  // The queues' doorbells, in their own files (`dataset-NN`): a dataset write wakes no queue receiver.
+  const bells = options.path === ':memory:' ? undefined : new QueueSignals(options.path, 'dataset-');
   let pollTimer: ReturnType<typeof setInterval> | undefined;
   let lastDataVersion = 0;
   let closed = false;
@@ -225,7 +221,6 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
   /** Wakes the watchers when another connection committed since the last check. */
   const poll = () => {
     if (closed) return;
-    bells?.rearm();
     let current: number;
     try {
       current = dataVersion.get() as number;
@@ -241,11 +236,11 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
     /** After our own commit (it does not change our data_version): wake local watchers and ring the bell. */
     committed(dataset: string) {
       wakeAll();
-      if (!closed) bells?.ring(dataset);
+      bells?.notify([dataset]);
     },
     watch(dataset: string, onWake: () => void): () => Promise<void> {
       watchers.add(onWake);
-      bells?.watch(dataset);
+      const unsubscribe = bells?.subscribe(dataset, poll);
       if (!pollTimer) {
         lastDataVersion = dataVersion.get() as number;
         pollTimer = setInterval(poll, options.pollMs ?? 250);
@@ -253,10 +248,10 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
       }
       return async () => {
         watchers.delete(onWake);
+        unsubscribe?.();
         if (watchers.size === 0 && pollTimer) {
           clearInterval(pollTimer);
           pollTimer = undefined;
-          bells?.unwatchAll();
         }
       };
     },
@@ -265,50 +260,6 @@ function createCommitWakeups(db: Db, options: SqliteDatasetStoreOptions) {
       clearInterval(pollTimer);
       bells?.close();
       watchers.clear();
-    },
-  };
-}
-
-/**
- * The datasets' doorbells: `<path>-switchyard-signals/dataset-NN`, the dataset name hashed as queue
- * names are. Only the bells of watched datasets are watched (a bell this process only rings would
- * wake it with its own touches); `rearm` watches again one whose file was replaced or removed.
- */
-function datasetBells(dbPath: string, onTouch: () => void) {
-  const bells = new Map<string, Bell>();
-  const bellOf = (dataset: string) => {
-    const file = path.join(signalDirectory(dbPath), `dataset-${bucketOf(dataset).toString(16).padStart(2, '0')}`);
-    let entry = bells.get(file);
-    if (!entry) bells.set(file, (entry = { bell: new SignalFile(file), watcher: undefined, watched: false }));
-    return entry;
-  };
-  const arm = (entry: Bell) => {
-    entry.watcher ??= entry.bell.watch(onTouch, () => {
-      entry.watcher = undefined; // replaced or removed: the next rearm watches the new one
-    });
-  };
-  return {
-    ring: (dataset: string) => bellOf(dataset).bell.touch(),
-    watch(dataset: string) {
-      const entry = bellOf(dataset);
-      entry.watched = true;
-      arm(entry);
-    },
-    rearm() {
-      for (const entry of bells.values()) if (entry.watched) arm(entry);
-    },
-    unwatchAll() {
-      for (const entry of bells.values()) {
-        entry.watcher?.close();
-        entry.watcher = undefined;
-        entry.watched = false;
-      }
-    },
-    close() {
-      for (const { bell, watcher } of bells.values()) {
-        watcher?.close();
-        bell.close();
-      }
     },
   };
 }

@@ -43,7 +43,8 @@ export class QueueSignals {
   private readonly listeners = new Map<string, Set<() => void>>();
   private closed = false;
 
-  constructor(dbPath: string) {
+  /** `prefix` names another family of bells in the same folder: the datasets ring `dataset-00` to `dataset-3f`. */
+  constructor(dbPath: string, private readonly prefix = '') {
     this.dir = signalDirectory(dbPath);
   }
 
@@ -84,7 +85,7 @@ export class QueueSignals {
   private bucket(n: number): Bucket {
     let bucket = this.buckets.get(n);
     if (!bucket) {
-      const bell = new SignalFile(path.join(this.dir, n.toString(16).padStart(2, '0')));
+      const bell = new SignalFile(path.join(this.dir, `${this.prefix}${n.toString(16).padStart(2, '0')}`));
       this.buckets.set(n, (bucket = { bell, watcher: undefined, rearm: undefined }));
     }
     return bucket;
