@@ -37,6 +37,7 @@ import { privatePostgresSkipReason, startPrivatePostgres } from '../../test/tran
 import { nodeScript } from '../../src/testing/node-script.js';
 import { reachable, serviceUrls } from '../../test/support/services.js';
 import { wallNow } from '../../src/core/clock.js';
+import { offerAtFixedRate } from '../load.js';
 import { percentile } from '../stats.js';
 import type { BenchResult, BenchSuite } from '../types.js';
 
@@ -128,24 +129,13 @@ async function drive(
   // Warm-up at the offered rate: each process's code paths get hot (100 cold processes cost
   // several times what warm ones do), and only then is anything timed.
   const warm: Promise<number>[] = [];
-  const w0 = now();
-  for (let i = 0; i < WARMUP; i++) {
-    const wait = w0 + (i * 1000) / RATE - now();
-    if (wait > 0) await sleep(wait);
-    warm.push(write(i));
-  }
+  await offerAtFixedRate(WARMUP, RATE, () => void warm.push(write(warm.length)));
   await waitAll(Math.max(...(await Promise.all(warm))));
   const started = new Map<number, number>();
   const writes: Promise<unknown>[] = [];
   const t0 = now();
-  for (let i = 0; i < WRITES; i++) {
-    const due = t0 + (i * 1000) / RATE;
-    const wait = due - now();
-    if (wait > 0) await sleep(wait);
-    // Open loop: a write is made when it is due, whatever the ones before it are doing, and timed
-    // from then (no coordinated omission: a slow write cannot push the ones behind it later).
-    writes.push(write(WARMUP + i).then((id) => started.set(id, due)));
-  }
+  // Open loop, timed from when each write was due (no coordinated omission: a slow write cannot push the ones behind it later).
+  await offerAtFixedRate(WRITES, RATE, (due) => void writes.push(write(WARMUP + writes.length).then((id) => started.set(id, due))), t0);
   await Promise.all(writes);
   const elapsed = (now() - t0) / 1000;
   await waitAll(Math.max(...started.keys()));
