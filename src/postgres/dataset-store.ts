@@ -20,7 +20,7 @@ import type {
   AppendOptions, Appended, DatasetStore, LogRecord, Membership, NewRecord, ReadResult, ReplicaReport, Snapshot,
 } from '../datasets/store.js';
 import { createListener } from './listener.js';
-import { inTransaction, pgDriver, withinTransaction } from './pool.js';
+import { inTransaction, pgDriver, UNFLUSHED_COMMIT, withinTransaction } from './pool.js';
 
 export interface PostgresDatasetStoreOptions {
   /** e.g. `postgres://user@127.0.0.1:5432/db`; or pass `pool`. */
@@ -144,7 +144,7 @@ function reportFunction(s: string): string {
   return `CREATE OR REPLACE FUNCTION ${s}.dataset_report(p_dataset text, p_replica text, p_report text) RETURNS void
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM set_config('synchronous_commit', 'off', true);
+  PERFORM ${UNFLUSHED_COMMIT};
   INSERT INTO ${s}.dataset_replicas VALUES (p_dataset, p_replica, p_report)
     ON CONFLICT (dataset, replica) DO UPDATE SET report = excluded.report;
 END

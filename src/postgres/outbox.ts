@@ -13,7 +13,7 @@ import { outboxWith, type Outbox, type OutboxRecord, type OutboxSettings, type O
 import { coalesced } from '../core/coalesce.js';
 import type { Outgoing } from '../core/transport.js';
 import { migrate, quotedSchema, type PostgresMigration } from './migrations.js';
-import { adapterPool, checkConnectionOptions, NOW_MS, preparedName, type PostgresConnectionOptions } from './pool.js';
+import { adapterPool, checkConnectionOptions, NOW_MS, preparedName, UNFLUSHED_COMMIT, type PostgresConnectionOptions } from './pool.js';
 import { PostgresTransactionSession } from './session.js';
 
 export interface PostgresOutboxOptions extends PostgresConnectionOptions, OutboxSettings {}
@@ -109,7 +109,7 @@ export function postgresOutboxStore(options: PostgresConnectionOptions): OutboxS
   // between the send and the removal, and receivers skip it by message id.
   const removeAll = coalesced(async (records: OutboxRecord[]) => {
     const { rows } = await pool.query<{ id: string }>(
-      `DELETE FROM ${s}.outbox o USING unnest($1::bigint[], $2::int[]) AS r(id, token), (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed
+      `DELETE FROM ${s}.outbox o USING unnest($1::bigint[], $2::int[]) AS r(id, token), (SELECT ${UNFLUSHED_COMMIT}) AS unflushed
         WHERE o.id = r.id AND o.claim_token = r.token RETURNING o.id`,
       [records.map((r) => r.id), records.map((r) => r.token)],
     );

@@ -59,6 +59,13 @@ export function unreachable(cause: unknown, where: string): SwitchyardError {
   });
 }
 
+/**
+ * An expression that makes the current transaction commit without waiting for the WAL flush (for
+ * that transaction only): for writes whose loss in a server crash is harmless, since the next
+ * report or the durability agent repeats them.
+ */
+export const UNFLUSHED_COMMIT = "set_config('synchronous_commit', 'off', true)";
+
 /** Epoch ms on the database server's clock: every process leases and delays by the same clock. */
 export const NOW_MS = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
 
